@@ -1,0 +1,406 @@
+/**
+ * podnet-bridge: the CNI main plugin that joins a pod to its node through a Linux bridge,
+ * a drop-in for the reference `bridge` plugin (same configuration fields).
+ *
+ * What ADD does is what the tutorials do by hand: a veth pair with one end in the pod as
+ * `eth0`, the other on the bridge; the pod's address and routes; the gateway address on the
+ * bridge. It is planned as plain lists of `ip` batch lines (see plan*), and applied in two
+ * process starts: one `ip -batch` inside the pod's namespace, which creates the pair and
+ * moves the peer out to the node namespace in the same step, and one on the node side. Each
+ * side effect registers its undo; a failure runs them in reverse, so a failed ADD leaves no
+ * veth, no lease and no masquerade entry behind.
+ *
+ * Design notes:
+ * - The host-side veth name is derived from container ID and interface name, so DEL needs
+ *   no state and no pod namespace: deleting the host end removes the pair, and GC can find
+ *   veths on the bridge that no valid attachment accounts for.
+ * - Both MAC addresses are chosen here and set at creation, so the result needs no read-back.
+ * - When the IPAM type is podnet-ipam, its code runs in this process instead of a second
+ *   executable; any other IPAM (the reference host-local, say) is executed as the spec says.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { CniCode, CniError, invalidConfig } from './errors.ts';
+import type { CniPlugin } from './skel.ts';
+import type { Attachment, CniArgs, CniDNS, CniInterface, CniResult, CniRoute, NetConf } from './types.ts';
+import { parseResult } from './version.ts';
+import { delegate } from './delegate.ts';
+import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamStatus } from '../ipam/index.ts';
+import { CommandError, isValidIfName, run } from '../kernel/index.ts';
+import { type Family, formatIP, formatPrefix, parsePrefix } from '../netaddr/index.ts';
+import { type MasqEntry, planMasq } from './masq.ts';
+
+export interface BridgeConf extends NetConf {
+  bridge: string;
+  isGateway: boolean;
+  isDefaultGateway: boolean;
+  forceAddress: boolean;
+  ipMasq: boolean;
+  mtu?: number;
+  hairpinMode: boolean;
+  promiscMode: boolean;
+  portIsolation: boolean;
+  enableDad: boolean;
+  disableContainerInterface: boolean;
+  /** A MAC for the pod's interface asked for by the runtime (runtimeConfig.mac, args, CNI_ARGS MAC). */
+  mac?: string;
+  ipamType: string;
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const MAC = /^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/;
+
+function bool(raw: Record<string, unknown>, key: string): boolean {
+  const v = raw[key];
+  if (v === undefined || v === null) return false;
+  if (typeof v !== 'boolean') throw invalidConfig(`"${key}" must be true or false, not ${JSON.stringify(v)}`);
+  return v;
+}
+
+export function parseBridgeConf(raw: Record<string, unknown>, args: CniArgs | undefined): BridgeConf {
+  const bridge = raw.bridge ?? 'cni0';
+  if (typeof bridge !== 'string' || !isValidIfName(bridge)) throw invalidConfig(`"bridge" ${JSON.stringify(bridge)} is not a valid interface name`);
+  if (!isObj(raw.ipam) || typeof raw.ipam.type !== 'string' || raw.ipam.type === '') {
+    throw invalidConfig('"ipam" with a "type" is required (podnet-bridge does not run without address management)');
+  }
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(raw.ipam.type)) throw invalidConfig(`ipam type "${raw.ipam.type}" is not a plugin name`);
+  // Fields of the reference plugin that podnet does not implement: say so rather than ignore them.
+  for (const key of ['vlan', 'vlanTrunk', 'macspoofchk'] as const) {
+    const v = raw[key];
+    if (v !== undefined && v !== null && v !== 0 && v !== false && !(Array.isArray(v) && v.length === 0)) {
+      throw new CniError(CniCode.UnsupportedField, `unsupported field "${key}": ${JSON.stringify(v)}`, 'podnet-bridge does not implement VLANs or MAC spoof checking');
+    }
+  }
+  if (raw.ipMasqBackend !== undefined && raw.ipMasqBackend !== 'nftables') {
+    throw new CniError(CniCode.UnsupportedField, `unsupported field "ipMasqBackend": ${JSON.stringify(raw.ipMasqBackend)}`, 'podnet-bridge masquerades with nftables only');
+  }
+  let mtu: number | undefined;
+  if (raw.mtu !== undefined && raw.mtu !== 0) {
+    if (typeof raw.mtu !== 'number' || !Number.isInteger(raw.mtu) || raw.mtu < 68 || raw.mtu > 65535) {
+      throw invalidConfig(`"mtu" must be a whole number from 68 to 65535, not ${JSON.stringify(raw.mtu)}`);
+    }
+    mtu = raw.mtu;
+  }
+  const isDefaultGateway = bool(raw, 'isDefaultGateway');
+  let mac: string | undefined;
+  const rc = raw.runtimeConfig;
+  const a = raw.args;
+  const candidates = [
+    isObj(rc) ? rc.mac : undefined,
+    isObj(a) && isObj(a.cni) ? a.cni.mac : undefined,
+    args?.args.get('MAC'),
+  ];
+  for (const m of candidates) {
+    if (m === undefined || m === '') continue;
+    if (typeof m !== 'string' || !MAC.test(m)) throw invalidConfig(`requested MAC ${JSON.stringify(m)} is not a MAC address`);
+    mac = m.toLowerCase();
+    break;
+  }
+  const conf: BridgeConf = {
+    ...(raw as NetConf),
+    bridge,
+    isGateway: bool(raw, 'isGateway') || isDefaultGateway,
+    isDefaultGateway,
+    forceAddress: bool(raw, 'forceAddress'),
+    ipMasq: bool(raw, 'ipMasq'),
+    hairpinMode: bool(raw, 'hairpinMode'),
+    promiscMode: bool(raw, 'promiscMode'),
+    portIsolation: bool(raw, 'portIsolation'),
+    enableDad: bool(raw, 'enabledad'),
+    disableContainerInterface: bool(raw, 'disableContainerInterface'),
+    ipamType: raw.ipam.type,
+  };
+  if (mtu !== undefined) conf.mtu = mtu;
+  if (mac !== undefined) conf.mac = mac;
+  return conf;
+}
+
+/** The node-side veth name: stable for a container and interface, 15 characters. */
+export function hostVethName(containerId: string, ifName: string): string {
+  return 'pnv' + createHash('sha256').update(`${containerId}\0${ifName}`).digest('hex').slice(0, 12);
+}
+
+export function randomMac(): string {
+  const b = randomBytes(6);
+  // Locally administered, unicast.
+  b[0] = ((b[0] ?? 0) & 0xfe) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+interface Addr {
+  address: string; // with prefix length
+  family: Family;
+  gateway?: string;
+}
+
+export interface AddPlan {
+  /** `ip -batch` lines run inside the pod namespace. */
+  container: string[];
+  /** `ip -batch` lines run in the node namespace, after the container side. */
+  host: string[];
+  routes: CniRoute[];
+}
+
+/** Pure: the ip(8) batch lines of an ADD, from config, IPAM result and names. */
+export function planAdd(
+  conf: BridgeConf,
+  ipam: CniResult,
+  names: { ifName: string; hostVeth: string; containerMac: string; hostMac: string; nodePid: number },
+): AddPlan {
+  const mtu = conf.mtu !== undefined ? ` mtu ${conf.mtu}` : '';
+  const addrs: Addr[] = (ipam.ips ?? []).map((ipc) => {
+    const { ip } = parsePrefix(ipc.address, false);
+    const a: Addr = { address: ipc.address, family: ip.family };
+    if (ipc.gateway) a.gateway = ipc.gateway;
+    return a;
+  });
+  const container = [
+    `link add ${names.ifName} address ${names.containerMac}${mtu} type veth peer name ${names.hostVeth} address ${names.hostMac}${mtu} netns ${names.nodePid}`,
+  ];
+  for (const a of addrs) container.push(`addr add ${a.address} dev ${names.ifName}${a.family === 6 && !conf.enableDad ? ' nodad' : ''}`);
+  if (!conf.disableContainerInterface) container.push(`link set ${names.ifName} up`);
+  const routes: CniRoute[] = (ipam.routes ?? []).map((r) => ({ ...r }));
+  if (conf.isDefaultGateway) {
+    for (const a of addrs) {
+      const dst = a.family === 4 ? '0.0.0.0/0' : '::/0';
+      if (a.gateway && !routes.some((r) => r.dst === dst)) routes.push({ dst, gw: a.gateway });
+    }
+  }
+  if (!conf.disableContainerInterface) {
+    for (const r of routes) {
+      const fam = parsePrefix(r.dst, false).ip.family;
+      const gw = r.gw ?? addrs.find((a) => a.family === fam)?.gateway;
+      let line = `route add ${r.dst}${gw ? ` via ${gw}` : ''} dev ${names.ifName}`;
+      if (r.mtu) line += ` mtu ${r.mtu}`;
+      if (r.advmss) line += ` advmss ${r.advmss}`;
+      if (r.priority) line += ` metric ${r.priority}`;
+      if (r.table) line += ` table ${r.table}`;
+      container.push(line);
+    }
+  }
+  const host = [`link set ${conf.bridge} up`];
+  if (conf.promiscMode) host.push(`link set ${conf.bridge} promisc on`);
+  if (conf.isGateway) {
+    for (const a of addrs) {
+      if (!a.gateway) continue;
+      const bits = parsePrefix(a.address, false).prefix.bits;
+      host.push(`addr replace ${a.gateway}/${bits} dev ${conf.bridge}${a.family === 6 ? ' nodad' : ''}`);
+    }
+  }
+  host.push(`link set ${names.hostVeth} master ${conf.bridge}`);
+  if (conf.hairpinMode) host.push(`link set dev ${names.hostVeth} type bridge_slave hairpin on`);
+  if (conf.portIsolation) host.push(`link set dev ${names.hostVeth} type bridge_slave isolated on`);
+  host.push(`link set ${names.hostVeth} up`);
+  host.push(`link show ${conf.bridge}`);
+  return { container, host, routes };
+}
+
+/** Interfaces present in this process's network namespace (/proc/net/dev is per namespace). */
+function linkExists(name: string): boolean {
+  const text = readFileSync('/proc/net/dev', 'utf8');
+  return text.split('\n').some((line) => line.trimStart().startsWith(`${name}:`));
+}
+
+async function ensureBridge(conf: BridgeConf): Promise<void> {
+  if (linkExists(conf.bridge)) return;
+  const mtu = conf.mtu !== undefined ? ['mtu', String(conf.mtu)] : [];
+  try {
+    // An explicit MAC: otherwise the bridge takes the lowest MAC of its ports and changes it as
+    // pods come and go, and every pod's gateway ARP entry goes stale.
+    await run('ip', ['link', 'add', conf.bridge, 'address', randomMac(), ...mtu, 'type', 'bridge']);
+  } catch (err) {
+    // Another ADD may have made it a moment ago: that is fine.
+    if (!(err instanceof CommandError && /File exists/.test(err.stderr))) throw err;
+  }
+}
+
+function enableForwarding(families: Set<Family>): void {
+  const paths = [...families].map((f) => (f === 4 ? '/proc/sys/net/ipv4/ip_forward' : '/proc/sys/net/ipv6/conf/all/forwarding'));
+  for (const p of paths) {
+    if (readFileSync(p, 'utf8').trim() !== '1') writeFileSync(p, '1');
+  }
+}
+
+async function ipamCall(cmd: 'ADD' | 'DEL' | 'CHECK' | 'STATUS' | 'GC', args: CniArgs, conf: BridgeConf, valid: Attachment[] = []): Promise<CniResult | undefined> {
+  if (conf.ipamType === 'podnet-ipam') {
+    switch (cmd) {
+      case 'ADD':
+        return ipamAdd(conf, args);
+      case 'DEL':
+        ipamDel(conf, args);
+        return undefined;
+      case 'CHECK':
+        ipamCheck(conf, args);
+        return undefined;
+      case 'STATUS':
+        ipamStatus(conf);
+        return undefined;
+      case 'GC':
+        ipamGc(conf, valid);
+        return undefined;
+    }
+  }
+  const out = await delegate(conf.ipamType, cmd, args);
+  return out === undefined ? undefined : parseResult(out);
+}
+
+function masqEntries(conf: BridgeConf, ips: string[]): MasqEntry[] {
+  return ips.map((address) => {
+    const { ip, prefix } = parsePrefix(address, false);
+    return { ip: formatIP(ip), subnet: formatPrefix(prefix), family: ip.family };
+  });
+}
+
+async function applyMasq(conf: BridgeConf, entries: MasqEntry[], op: 'add' | 'delete'): Promise<void> {
+  if (entries.length === 0) return;
+  await run('nft', ['-f', '-'], { input: planMasq(conf.name, entries, op) });
+}
+
+async function add(args: CniArgs, conf: BridgeConf): Promise<CniResult> {
+  try {
+    statSync(args.netns);
+  } catch {
+    throw new CniError(CniCode.InvalidEnvironment, `CNI_NETNS ${args.netns} does not exist`);
+  }
+  const undo: Array<() => Promise<unknown>> = [];
+  try {
+    const ipam = await ipamCall('ADD', args, conf);
+    undo.push(() => ipamCall('DEL', args, conf));
+    if (!ipam || !ipam.ips || ipam.ips.length === 0) throw new CniError(CniCode.Internal, `IPAM plugin ${conf.ipamType} returned no addresses`);
+    const names = {
+      ifName: args.ifName,
+      hostVeth: hostVethName(args.containerId, args.ifName),
+      containerMac: conf.mac ?? randomMac(),
+      hostMac: randomMac(),
+      nodePid: process.pid,
+    };
+    const plan = planAdd(conf, ipam, names);
+    await ensureBridge(conf);
+    try {
+      await run('ip', ['-batch', '-'], { netns: args.netns, input: plan.container.join('\n') + '\n' });
+    } catch (err) {
+      // The first line made the pair; if a later one failed the pair exists and must go.
+      await run('ip', ['link', 'del', names.hostVeth]).catch(() => undefined);
+      if (err instanceof CommandError && /File exists/.test(err.stderr) && /:1$|line 1/.test(err.stderr)) {
+        throw new CniError(CniCode.InvalidConfig, `interface ${args.ifName} already exists in ${args.netns}, or ${names.hostVeth} on the node`);
+      }
+      throw err;
+    }
+    undo.push(() => run('ip', ['link', 'del', names.hostVeth]));
+    const families = new Set(ipam.ips.map((i) => parsePrefix(i.address, false).ip.family));
+    if (conf.isGateway) enableForwarding(families);
+    const { stdout } = await run('ip', ['-j', '-batch', '-'], { input: plan.host.join('\n') + '\n' });
+    const bridgeInfo = JSON.parse(stdout.trim().split('\n').pop() ?? '[]') as Array<{ address?: string }>;
+    if (conf.ipMasq) {
+      const entries = masqEntries(conf, ipam.ips.map((i) => i.address));
+      await applyMasq(conf, entries, 'add');
+      undo.push(() => applyMasq(conf, entries, 'delete'));
+    }
+    const interfaces: CniInterface[] = [
+      { name: conf.bridge, mac: bridgeInfo[0]?.address ?? '' },
+      { name: names.hostVeth, mac: names.hostMac },
+      { name: args.ifName, mac: names.containerMac, sandbox: args.netns },
+    ];
+    if (conf.mtu !== undefined) for (const i of interfaces.slice(1)) i.mtu = conf.mtu;
+    const dns: CniDNS | undefined = conf.dns && Object.keys(conf.dns).length > 0 ? conf.dns : ipam.dns;
+    const result: CniResult = {
+      cniVersion: conf.cniVersion,
+      interfaces,
+      ips: ipam.ips.map((i) => ({ ...i, interface: 2 })),
+      routes: plan.routes,
+    };
+    if (dns) result.dns = dns;
+    return result;
+  } catch (err) {
+    for (const u of undo.reverse()) await u().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function del(args: CniArgs, conf: BridgeConf): Promise<void> {
+  // Addresses for the masquerade clean-up: the previous result knows them, and so does our IPAM.
+  let ips: string[] = [];
+  if (conf.ipMasq && conf.prevResult !== undefined) {
+    try {
+      ips = (parseResult(conf.prevResult).ips ?? []).map((i) => i.address);
+    } catch {
+      ips = [];
+    }
+  }
+  if (conf.ipamType === 'podnet-ipam') {
+    const released = ipamDel(conf, args);
+    if (ips.length === 0) ips = released.map((ip) => `${ip}/${ip.includes(':') ? 128 : 32}`);
+  } else {
+    await ipamCall('DEL', args, conf);
+  }
+  try {
+    // Removing the node end removes the pair, wherever the pod end is (or if its namespace is gone).
+    await run('ip', ['link', 'del', hostVethName(args.containerId, args.ifName)]);
+  } catch (err) {
+    if (!(err instanceof CommandError && /Cannot find device|does not exist/.test(err.stderr))) throw err;
+  }
+  if (conf.ipMasq && ips.length > 0) await applyMasq(conf, masqEntries(conf, ips), 'delete');
+}
+
+interface IpAddrJson {
+  ifname?: string;
+  master?: string;
+  operstate?: string;
+  addr_info?: Array<{ local: string; prefixlen: number }>;
+}
+
+async function check(args: CniArgs, conf: BridgeConf): Promise<void> {
+  if (conf.prevResult === undefined) throw invalidConfig('CHECK needs a prevResult');
+  const prev = parseResult(conf.prevResult);
+  await ipamCall('CHECK', args, conf);
+  const hostVeth = hostVethName(args.containerId, args.ifName);
+  let podLinks: IpAddrJson[];
+  try {
+    podLinks = JSON.parse((await run('ip', ['-j', 'addr', 'show', 'dev', args.ifName], { netns: args.netns })).stdout) as IpAddrJson[];
+  } catch {
+    throw new CniError(CniCode.CheckFailed, `interface ${args.ifName} is missing in ${args.netns}`);
+  }
+  const have = new Set((podLinks[0]?.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`));
+  for (const ipc of prev.ips ?? []) {
+    const { ip, prefix } = parsePrefix(ipc.address, false);
+    const want = `${formatIP(ip)}/${prefix.bits}`;
+    if (!have.has(want)) throw new CniError(CniCode.CheckFailed, `interface ${args.ifName} in ${args.netns} lacks address ${want}`);
+  }
+  let hostLinks: IpAddrJson[];
+  try {
+    hostLinks = JSON.parse((await run('ip', ['-j', 'link', 'show', 'dev', hostVeth])).stdout) as IpAddrJson[];
+  } catch {
+    throw new CniError(CniCode.CheckFailed, `node-side veth ${hostVeth} of container ${args.containerId} is missing`);
+  }
+  if (hostLinks[0]?.master !== conf.bridge) {
+    throw new CniError(CniCode.CheckFailed, `node-side veth ${hostVeth} is not attached to bridge ${conf.bridge}`);
+  }
+}
+
+async function gc(args: CniArgs, conf: BridgeConf, valid: Attachment[]): Promise<void> {
+  await ipamCall('GC', args, conf, valid);
+  // Veths of ours on this bridge that no valid attachment accounts for.
+  const keep = new Set(valid.map((a) => hostVethName(a.containerID, a.ifname)));
+  let links: IpAddrJson[] = [];
+  try {
+    links = JSON.parse((await run('ip', ['-j', 'link', 'show', 'master', conf.bridge])).stdout) as IpAddrJson[];
+  } catch {
+    return; // No bridge, nothing to collect.
+  }
+  const stale = links.map((l) => l.ifname ?? '').filter((n) => /^pnv[0-9a-f]{12}$/.test(n) && !keep.has(n));
+  if (stale.length > 0) await run('ip', ['-force', '-batch', '-'], { input: stale.map((n) => `link del ${n}`).join('\n') + '\n' }).catch(() => undefined);
+}
+
+async function status(args: CniArgs, conf: BridgeConf): Promise<void> {
+  await ipamCall('STATUS', args, conf);
+}
+
+export const bridgePlugin: CniPlugin<BridgeConf> = {
+  about: 'podnet-bridge: bridge CNI plugin (podnet)',
+  parseConfig: parseBridgeConf,
+  add,
+  del,
+  check,
+  status,
+  gc,
+};

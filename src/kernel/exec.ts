@@ -1,0 +1,92 @@
+/**
+ * The one place podnet starts processes. Every command is an argument array handed to
+ * execFile (never a shell), and every name that reaches one is checked first, so a pod
+ * name or a config field can never become an option or a second command.
+ */
+import { execFile, type ExecFileException } from 'node:child_process';
+import { PodnetError } from '../errors/index.ts';
+
+export class CommandError extends PodnetError {
+  override readonly name = 'CommandError';
+  readonly command: readonly string[];
+  readonly exitCode: number | null;
+  readonly stderr: string;
+
+  constructor(command: readonly string[], exitCode: number | null, stderr: string, cause?: unknown) {
+    const text = stderr.trim().split('\n').slice(-3).join('; ') || `exit ${exitCode}`;
+    super('PODNET_COMMAND_FAILED', `${command.join(' ')}: ${text}`, { cause });
+    this.command = command;
+    this.exitCode = exitCode;
+    this.stderr = stderr;
+  }
+}
+
+export interface RunOptions {
+  /** Bytes for the command's standard input (for `ip -batch -` and `nft -f -`). */
+  input?: string;
+  /** Run inside the network namespace at this path (a bind mount or /proc/PID/ns/net). */
+  netns?: string;
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** The external program runner; tests may substitute a recording fake. */
+export type Runner = (file: string, args: readonly string[], opts?: RunOptions) => Promise<RunResult>;
+
+export const run: Runner = (file, args, opts = {}) => {
+  let argv = [file, ...args];
+  if (opts.netns !== undefined) {
+    assertPath(opts.netns, 'network namespace path');
+    argv = ['nsenter', `--net=${opts.netns}`, '--', ...argv];
+  }
+  const [cmd, ...rest] = argv as [string, ...string[]];
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      cmd,
+      rest,
+      { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, signal: opts.signal, timeout: opts.timeoutMs ?? 60_000 },
+      (err: ExecFileException | null, stdout: string, stderr: string) => {
+        if (err) {
+          const exit = typeof err.code === 'number' ? err.code : null;
+          reject(new CommandError(argv, exit, stderr || err.message, err));
+        } else {
+          resolve({ stdout, stderr });
+        }
+      },
+    );
+    if (opts.input !== undefined) child.stdin?.end(opts.input);
+    else child.stdin?.end();
+  });
+};
+
+/** Kernel interface names: 1–15 bytes, none of / : whitespace, and not "." or "..". */
+export function isValidIfName(name: string): boolean {
+  return (
+    typeof name === 'string' &&
+    name.length > 0 &&
+    Buffer.byteLength(name) <= 15 &&
+    name !== '.' &&
+    name !== '..' &&
+    !/[/:\s]/.test(name) &&
+    // A leading '-' would read as an option to ip(8).
+    !name.startsWith('-')
+  );
+}
+
+export function assertIfName(name: string, what = 'interface name'): void {
+  if (!isValidIfName(name)) {
+    throw new PodnetError('PODNET_BAD_NAME', `invalid ${what} "${name}": 1-15 characters, none of / : or spaces`);
+  }
+}
+
+/** An absolute path without NUL bytes or newlines (those would break a batch line). */
+export function assertPath(path: string, what = 'path'): void {
+  if (typeof path !== 'string' || !path.startsWith('/') || /[\0\n\r]/.test(path)) {
+    throw new PodnetError('PODNET_BAD_PATH', `invalid ${what} "${path}": it must be an absolute path`);
+  }
+}

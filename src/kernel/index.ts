@@ -1,0 +1,2 @@
+export { run, CommandError, isValidIfName, assertIfName, assertPath } from './exec.ts';
+export type { Runner, RunOptions, RunResult } from './exec.ts';
