@@ -10,7 +10,7 @@
  */
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -66,23 +66,28 @@ for (const p of plugins) {
       },
     ],
   });
+  // Each executable is made under a temporary name and renamed into place: a plugin that is
+  // running meanwhile keeps its old file (no ETXTBSY) and nobody ever runs a half-written one.
   const out = join(cniBin, p.name);
-  rmSync(out, { force: true });
+  const tmp = `${out}.tmp-${process.pid}`;
+  rmSync(tmp, { force: true });
   if (plain) {
-    writeFileSync(out, `#!/usr/bin/env node\nawait import(${JSON.stringify(js)});\n`);
-    chmodSync(out, 0o755);
+    writeFileSync(tmp, `#!/usr/bin/env node\nawait import(${JSON.stringify(js)});\n`);
+    chmodSync(tmp, 0o755);
+    renameSync(tmp, out);
     continue;
   }
   const blob = join(dist, 'sea', `${p.name}.blob`);
   const cfg = join(dist, 'sea', `${p.name}.json`);
   writeFileSync(cfg, JSON.stringify({ main: js, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true }));
   execFileSync(process.execPath, ['--experimental-sea-config', cfg], { stdio: 'pipe' });
-  copyFileSync(process.execPath, out);
+  copyFileSync(process.execPath, tmp);
   execFileSync(
     process.execPath,
-    [join(root, 'node_modules/postject/dist/cli.js'), out, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'],
+    [join(root, 'node_modules/postject/dist/cli.js'), tmp, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'],
     { stdio: 'pipe' },
   );
-  chmodSync(out, 0o755);
+  chmodSync(tmp, 0o755);
+  renameSync(tmp, out);
 }
 console.log(`built dist/podnet.mjs and ${plugins.map((p) => `dist/cni-bin/${p.name}`).join(', ')}${plain ? ' (plain scripts)' : ''}`);

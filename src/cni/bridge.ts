@@ -110,8 +110,12 @@ export function parseBridgeConf(raw: Record<string, unknown>, args: CniArgs | un
     disableContainerInterface: bool(raw, 'disableContainerInterface'),
     ipamType: raw.ipam.type,
   };
+  // Set or cleared explicitly: the spread of `raw` above would otherwise carry an unchecked
+  // "mtu": 0 (written as `mtu 0`) or a top-level "mac" (which the reference plugin ignores).
   if (mtu !== undefined) conf.mtu = mtu;
+  else delete conf.mtu;
   if (mac !== undefined) conf.mac = mac;
+  else delete conf.mac;
   return conf;
 }
 
@@ -281,7 +285,7 @@ async function add(args: CniArgs, conf: BridgeConf): Promise<CniResult> {
     } catch (err) {
       // The first line made the pair; if a later one failed the pair exists and must go.
       await run('ip', ['link', 'del', names.hostVeth]).catch(() => undefined);
-      if (err instanceof CommandError && /File exists/.test(err.stderr) && /:1$|line 1/.test(err.stderr)) {
+      if (err instanceof CommandError && /File exists/.test(err.stderr) && /failed -:1\b/.test(err.stderr)) {
         throw new CniError(CniCode.InvalidConfig, `interface ${args.ifName} already exists in ${args.netns}, or ${names.hostVeth} on the node`);
       }
       throw err;

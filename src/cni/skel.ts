@@ -47,6 +47,9 @@ export function parseEnv(env: NodeJS.ProcessEnv, stdin: Buffer): CniArgs {
   const command = env.CNI_COMMAND as CniCommand | undefined;
   if (!command) throw envError('CNI_COMMAND is not set');
   if (!COMMANDS.includes(command)) throw envError(`unknown CNI_COMMAND "${command}"`);
+  // VERSION needs nothing but CNI_COMMAND, and libcni's config validation (podman, for one)
+  // sends it with placeholders such as CNI_NETNS=dummy: the other variables are ignored.
+  if (command === 'VERSION') return { command, containerId: '', netns: '', ifName: '', args: new Map(), path: [], stdin, env };
   const needs = (name: string, cmds: readonly CniCommand[]): string => {
     const v = env[name] ?? '';
     if (cmds.includes(command) && v === '') throw envError(`${name} is required for ${command}`);

@@ -115,6 +115,8 @@ export function parseRoute(r: unknown, fail: (m: string) => Error): CniRoute {
 
 /** Renders a result in the requested version. */
 export function formatResult(result: CniResult, version: string): Record<string, unknown> {
+  // An unknown version would be printed in some other version's shape under its name.
+  assertSupported(version);
   const legacy = compareVersions(version, '1.0.0') < 0;
   const v11 = compareVersions(version, '1.1.0') >= 0;
   const out: Record<string, unknown> = { cniVersion: version };

@@ -59,6 +59,9 @@ export function allocate(store: LeaseStore, conf: IpamConf, owner: Owner): CniRe
       if (requested) {
         const range = set.find((r) => compareIP(r.start, requested) <= 0 && compareIP(requested, r.end) <= 0);
         if (!range) throw new CniError(CniCode.InvalidConfig, `requested IP ${formatIP(requested)} is outside the allocatable range ${describeSet(set)}`);
+        if (range.gateway && sameIP(requested, range.gateway)) {
+          throw new CniError(CniCode.InvalidConfig, `requested IP ${formatIP(requested)} is the gateway of ${conf.network}; it cannot be given to a pod`);
+        }
         if (!store.claim(formatIP(requested), owner)) {
           throw new CniError(CniCode.InvalidConfig, `requested IP ${formatIP(requested)} is already allocated on ${conf.network}`);
         }

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { run, type RunResult } from '../../src/kernel/index.ts';
+import { type PluginRun, type RunResult, isAlive, run, runPluginIn } from '../../src/kernel/index.ts';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CNI_BIN = join(ROOT, 'dist', 'cni-bin');
@@ -18,15 +18,6 @@ export const PREFIX = 'pnt-';
 
 export function isRoot(): boolean {
   return process.getuid?.() === 0;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Deletes test namespaces whose creating process is gone (a crashed or killed run). */
@@ -39,7 +30,7 @@ export async function sweepLeftovers(): Promise<void> {
   }
   for (const name of names) {
     const m = /^pnt-(\d+)-/.exec(name);
-    if (!m || alive(Number(m[1]))) continue;
+    if (!m || isAlive(Number(m[1]))) continue;
     await killNamespacePids(name);
     await run('ip', ['netns', 'del', name]).catch(() => undefined);
   }
@@ -122,12 +113,7 @@ export interface CniCall {
   env?: Record<string, string>;
 }
 
-export interface CniOutcome {
-  code: number;
-  stdout: string;
-  stderr: string;
-  json: any;
-}
+export type CniOutcome = PluginRun;
 
 /** Runs a CNI plugin inside `node` exactly as a runtime does: env in, config on stdin. */
 export function runPlugin(node: Netns, plugin: string, call: CniCall, stdin: string | object): Promise<CniOutcome> {
@@ -138,24 +124,7 @@ export function runPlugin(node: Netns, plugin: string, call: CniCall, stdin: str
   env.CNI_PATH = call.path ?? `${CNI_BIN}:${REF_BIN}`;
   if (call.args !== undefined) env.CNI_ARGS = call.args;
   Object.assign(env, call.env ?? {});
-  const input = typeof stdin === 'string' ? stdin : JSON.stringify(stdin);
-  return new Promise((resolve) => {
-    const child = spawn('ip', ['netns', 'exec', node.name, plugin], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => {
-      let json: unknown;
-      try {
-        json = stdout.trim() ? JSON.parse(stdout) : undefined;
-      } catch {
-        json = undefined;
-      }
-      resolve({ code: code ?? -1, stdout, stderr, json });
-    });
-    child.stdin.end(input);
-  });
+  return runPluginIn(node.name, plugin, env, typeof stdin === 'string' ? stdin : JSON.stringify(stdin));
 }
 
 /** Sends a line over TCP from one namespace to an address served in another; returns what arrived. */

@@ -1,0 +1,594 @@
+/**
+ * `npm run bench -- cni`: how long a pod's network takes to set up and tear down with podnet's
+ * CNI plugins, against the reference plugins (/usr/lib/cni bridge + host-local).
+ *
+ * Variants, all with the same bridge config (cniVersion 1.0.0, isGateway true, ipMasq false),
+ * each with its own bridge, subnet and IPAM data directory:
+ *   ref    reference bridge + host-local (Go)
+ *   sea    podnet-bridge + podnet-ipam, single-executable applications (IPAM runs in-process)
+ *   plain  the same bundles as plain scripts under `node` 24 (what `build.ts --plain` writes)
+ *   sea+hl podnet-bridge (SEA) executing the reference host-local as its IPAM plugin
+ *
+ * Everything happens in a node network namespace made for the run (pnt-<pid>-benchcni-node),
+ * never in the root namespace. A worker process is started inside it with `ip netns exec`
+ * and times each plugin process from spawn to exit; this process creates and deletes the pod
+ * namespaces it asks for (before and after the timed calls) and removes everything in
+ * `finally`, also on failure or Ctrl-C.
+ *
+ * Measured: 200 sequential ADD+DEL per variant, each pod in a fresh namespace, with the
+ * variants' order rotated every iteration so machine noise falls on all of them; 20
+ * concurrent ADDs then 20 concurrent DELs (wall time, 5 rounds per variant, rotated); and
+ * process start-up (`node -e 0` with Node 20 and 24, VERSION of each plugin build).
+ *
+ * Options: --quick (few runs, nothing written), --no-write (do not touch BENCHMARKS.md).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { availableParallelism, release } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { run as exec } from '../src/kernel/index.ts';
+import { CNI_BIN, REF_BIN, ROOT, TestBed, isRoot } from '../test/support/netns.ts';
+
+const THIS_FILE = fileURLToPath(import.meta.url);
+const NODE24 = join(ROOT, 'node_modules', '.bin', 'node');
+const NODE20 = '/usr/bin/node';
+const NETNS_DIR = '/var/run/netns';
+const BENCHMARKS_MD = join(ROOT, 'BENCHMARKS.md');
+
+interface Counts {
+  seq: number;
+  warmup: number;
+  conc: number;
+  concRounds: number;
+  startup: number;
+}
+
+const FULL: Counts = { seq: 200, warmup: 3, conc: 20, concRounds: 5, startup: 30 };
+const QUICK: Counts = { seq: 10, warmup: 1, conc: 20, concRounds: 1, startup: 5 };
+
+interface Variant {
+  key: string;
+  label: string;
+  plugin: string;
+  cniPath: string;
+  conf: Record<string, unknown>;
+}
+
+interface StartupProbe {
+  key: string;
+  label: string;
+  file: string;
+  args: string[];
+  env: Record<string, string>;
+  input: string;
+}
+
+interface Plan {
+  id: string;
+  counts: Counts;
+  path: string;
+  variants: Variant[];
+  probes: StartupProbe[];
+}
+
+interface Samples {
+  add: number[];
+  del: number[];
+}
+
+interface WorkerResult {
+  startup: Record<string, number[]>;
+  seq: Record<string, Samples>;
+  conc: Record<string, Samples>;
+}
+
+type ToParent =
+  | { op: 'mk' | 'rm'; seq: number; names: string[] }
+  | { op: 'progress'; text: string }
+  | { op: 'result'; result: WorkerResult }
+  | { op: 'error'; message: string };
+
+type ToWorker = { op: 'plan'; plan: Plan } | { op: 'ack'; seq: number; error?: string };
+
+// ---------------------------------------------------------------------------------------------
+// Statistics and formatting
+
+function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))] ?? NaN;
+}
+
+const ms = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : '-');
+const ratio = (ours: number, ref: number): string => (Number.isFinite(ours) && ref > 0 ? `${(ours / ref).toFixed(2)}×` : '-');
+
+function table(head: string[], rows: string[][], align: Array<'l' | 'r'>): { md: string; text: string } {
+  const md = [
+    `| ${head.join(' | ')} |`,
+    `|${align.map((a) => (a === 'r' ? '---:' : ':---')).join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (align[i] === 'r' ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join('  ');
+  const text = [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+  return { md, text };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The worker: runs inside the node namespace and only times processes.
+
+interface Timed {
+  code: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+  end: number;
+}
+
+/** Starts `file`, feeds `input`, and times it from spawn to exit (not to the end of its output). */
+function timed(file: string, args: string[], env: Record<string, string>, input: string): Promise<Timed> {
+  return new Promise((resolve, reject) => {
+    let stdout = '';
+    let stderr = '';
+    let code = -1;
+    let end = NaN;
+    const t0 = performance.now();
+    const child = spawn(file, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    child.on('exit', (c, signal) => {
+      end = performance.now();
+      code = c ?? (signal ? 128 : -1);
+    });
+    child.on('error', reject);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('close', () => resolve({ code, stdout, stderr, ms: end - t0, end }));
+    child.stdin.on('error', () => undefined); // A plugin that does not read stdin.
+    child.stdin.end(input);
+  });
+}
+
+async function worker(): Promise<void> {
+  const send = (m: ToParent): void => void process.send?.(m);
+  let nextSeq = 0;
+  const pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  const planReady = new Promise<Plan>((resolve) => {
+    process.on('message', (m: ToWorker) => {
+      if (m.op === 'plan') {
+        resolve(m.plan);
+      } else if (m.op === 'ack') {
+        const p = pending.get(m.seq);
+        pending.delete(m.seq);
+        if (m.error) p?.reject(new Error(m.error));
+        else p?.resolve();
+      }
+    });
+  });
+  process.on('disconnect', () => process.exit(1)); // The parent is gone: stop.
+  const ask = (op: 'mk' | 'rm', names: string[]): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const seq = nextSeq++;
+      pending.set(seq, { resolve, reject });
+      send({ op, seq, names });
+    });
+
+  try {
+    const { id, counts, path, variants, probes } = await planReady;
+    const envFor = (v: Variant, command: string, containerId: string, netns: string): Record<string, string> => ({
+      PATH: path,
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: containerId,
+      CNI_NETNS: `${NETNS_DIR}/${netns}`,
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: v.cniPath,
+    });
+    const fail = (what: string, r: Timed): never => {
+      throw new Error(`${what} failed (exit ${r.code}): ${r.stdout.trim()} ${r.stderr.trim()}`.trim());
+    };
+    const add = async (v: Variant, cid: string, netns: string): Promise<{ t: Timed; result: unknown }> => {
+      const t = await timed(v.plugin, [], envFor(v, 'ADD', cid, netns), JSON.stringify(v.conf));
+      if (t.code !== 0) fail(`${v.label} ADD ${cid}`, t);
+      const result = JSON.parse(t.stdout) as { ips?: Array<{ address?: string }> };
+      if (!result.ips?.[0]?.address) fail(`${v.label} ADD ${cid} (no address in result)`, t);
+      return { t, result };
+    };
+    const del = async (v: Variant, cid: string, netns: string, prevResult: unknown): Promise<Timed> => {
+      const t = await timed(v.plugin, [], envFor(v, 'DEL', cid, netns), JSON.stringify({ ...v.conf, prevResult }));
+      if (t.code !== 0) fail(`${v.label} DEL ${cid}`, t);
+      return t;
+    };
+    const rotate = <T>(xs: T[], i: number): T[] => xs.map((_, k) => xs[(k + i) % xs.length] as T);
+
+    const result: WorkerResult = { startup: {}, seq: {}, conc: {} };
+
+    // Start-up: each probe once per round, in rotated order; two untimed rounds first.
+    for (const p of probes) result.startup[p.key] = [];
+    for (let r = -2; r < counts.startup; r++) {
+      for (const p of rotate(probes, r + 2)) {
+        const t = await timed(p.file, p.args, p.env, p.input);
+        if (t.code !== 0) fail(`start-up probe ${p.label}`, t);
+        if (r >= 0) result.startup[p.key]?.push(t.ms);
+      }
+    }
+    send({ op: 'progress', text: `start-up: ${counts.startup} rounds done` });
+
+    // Sequential ADD then DEL, one fresh pod namespace per call pair; untimed warm-up first
+    // (it also creates each variant's bridge).
+    for (const v of variants) result.seq[v.key] = { add: [], del: [] };
+    for (let i = -counts.warmup; i < counts.seq; i++) {
+      const tag = i < 0 ? `w${-i}` : `s${i}`;
+      const order = rotate(variants, i + counts.warmup);
+      const names = order.map((v) => `${id}-${tag}-${v.key.replace(/\W/g, '')}`);
+      await ask('mk', names);
+      for (const [k, v] of order.entries()) {
+        const netns = names[k] as string;
+        const cid = `bench-${v.key.replace(/\W/g, '')}-${tag}`;
+        const a = await add(v, cid, netns);
+        const d = await del(v, cid, netns, a.result);
+        if (i >= 0) {
+          result.seq[v.key]?.add.push(a.t.ms);
+          result.seq[v.key]?.del.push(d.ms);
+        }
+      }
+      await ask('rm', names);
+      if (i >= 0 && (i + 1) % 50 === 0) send({ op: 'progress', text: `sequential: ${i + 1}/${counts.seq}` });
+    }
+
+    // Concurrent: all ADDs of a round started at once, then all DELs; wall time until the last exits.
+    for (const v of variants) result.conc[v.key] = { add: [], del: [] };
+    for (let r = 0; r < counts.concRounds; r++) {
+      for (const v of rotate(variants, r)) {
+        const key = v.key.replace(/\W/g, '');
+        const pods = Array.from({ length: counts.conc }, (_, k) => ({ netns: `${id}-c${r}-${key}-${k}`, cid: `bench-${key}-c${r}-${k}` }));
+        await ask('mk', pods.map((p) => p.netns));
+        let t0 = performance.now();
+        const adds = await Promise.all(pods.map((p) => add(v, p.cid, p.netns)));
+        result.conc[v.key]?.add.push(Math.max(...adds.map((a) => a.t.end)) - t0);
+        t0 = performance.now();
+        const dels = await Promise.all(pods.map((p, k) => del(v, p.cid, p.netns, adds[k]?.result)));
+        result.conc[v.key]?.del.push(Math.max(...dels.map((d) => d.end)) - t0);
+        await ask('rm', pods.map((p) => p.netns));
+      }
+      send({ op: 'progress', text: `concurrent: round ${r + 1}/${counts.concRounds}` });
+    }
+    send({ op: 'result', result });
+  } catch (err) {
+    send({ op: 'error', message: err instanceof Error ? err.message : String(err) });
+  } finally {
+    process.disconnect?.();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parent: builds, makes the namespaces, drives the worker, reports.
+
+function newestUnder(dir: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    newest = Math.max(newest, e.isDirectory() ? newestUnder(p) : statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+/** Makes sure dist/cni-bin holds current single-executable builds (not `--plain` scripts). */
+function ensureSeaBuild(): void {
+  const bin = join(CNI_BIN, 'podnet-bridge');
+  const stale =
+    !existsSync(bin) ||
+    statSync(bin).size < 1_000_000 ||
+    Math.max(newestUnder(join(ROOT, 'src')), statSync(join(ROOT, 'scripts', 'build.ts')).mtimeMs) > statSync(bin).mtimeMs;
+  if (!stale) return;
+  console.error('bench cni: building the single-executable plugins (node scripts/build.ts)');
+  execFileSync(NODE24, [join(ROOT, 'scripts', 'build.ts')], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  if (statSync(bin).size < 1_000_000) throw new Error(`${bin} is not a single-executable application after the build`);
+}
+
+/** The plain variant: the wrappers `build.ts --plain` writes, over the bundles the SEA build made. */
+function writePlainBundles(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  for (const name of ['podnet-bridge', 'podnet-ipam']) {
+    const js = join(ROOT, 'dist', 'sea', `${name}.cjs`);
+    if (!existsSync(js)) throw new Error(`${js} is missing; run node scripts/build.ts`);
+    const out = join(dir, name);
+    writeFileSync(out, `#!/usr/bin/env node\nawait import(${JSON.stringify(js)});\n`);
+    chmodSync(out, 0o755);
+  }
+}
+
+function sh(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return '?';
+  }
+}
+
+function machine(): { date: string; line: string } {
+  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? 'unknown CPU';
+  const nproc = sh('nproc', []);
+  return {
+    date: sh('date', ['-u']),
+    line: `${nproc !== '?' ? nproc : availableParallelism()} CPUs (nproc), ${model}, Linux ${release()}, Node ${process.version} (bench, podnet plugins), ${NODE20} ${sh(NODE20, ['--version'])}`,
+  };
+}
+
+/** Deletes namespaces of earlier benchmark runs whose process is gone (a killed run). */
+async function sweepOwnLeftovers(): Promise<void> {
+  let names: string[] = [];
+  try {
+    names = readdirSync(NETNS_DIR);
+  } catch {
+    return;
+  }
+  const dead = names.filter((n) => {
+    const m = /^pnt-(\d+)-benchcni-/.exec(n);
+    if (!m) return false;
+    try {
+      process.kill(Number(m[1]), 0);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (dead.length > 0) await exec('ip', ['-force', '-batch', '-'], { input: dead.map((n) => `netns del ${n}\n`).join('') }).catch(() => undefined);
+}
+
+function makeVariants(dir: string, plainDir: string): Variant[] {
+  const conf = (key: string, n: number, type: string, ipamType: string): Record<string, unknown> => ({
+    cniVersion: '1.0.0',
+    name: `bench-${key}`,
+    type,
+    bridge: `pnbr${key}`,
+    isGateway: true,
+    ipMasq: false,
+    ipam: { type: ipamType, ranges: [[{ subnet: `10.213.${n}.0/24` }]], dataDir: join(dir, `ipam-${key}`) },
+  });
+  return [
+    { key: 'ref', label: 'reference bridge + host-local', plugin: join(REF_BIN, 'bridge'), cniPath: REF_BIN, conf: conf('ref', 1, 'bridge', 'host-local') },
+    { key: 'sea', label: 'podnet-bridge + podnet-ipam (SEA)', plugin: join(CNI_BIN, 'podnet-bridge'), cniPath: `${CNI_BIN}:${REF_BIN}`, conf: conf('sea', 2, 'podnet-bridge', 'podnet-ipam') },
+    { key: 'plain', label: 'podnet-bridge + podnet-ipam (plain, node 24)', plugin: join(plainDir, 'podnet-bridge'), cniPath: `${plainDir}:${REF_BIN}`, conf: conf('plain', 3, 'podnet-bridge', 'podnet-ipam') },
+    { key: 'sea+hl', label: 'podnet-bridge (SEA) + host-local (exec)', plugin: join(CNI_BIN, 'podnet-bridge'), cniPath: `${CNI_BIN}:${REF_BIN}`, conf: conf('hl', 4, 'podnet-bridge', 'host-local') },
+  ];
+}
+
+function makeProbes(path: string, plainDir: string): StartupProbe[] {
+  const version = { PATH: path, CNI_COMMAND: 'VERSION' };
+  const input = '{"cniVersion":"1.0.0"}';
+  return [
+    { key: 'node20', label: `node -e 0 (${NODE20}, ${sh(NODE20, ['--version'])})`, file: NODE20, args: ['-e', '0'], env: { PATH: path }, input: '' },
+    { key: 'node24', label: `node -e 0 (node_modules/.bin/node, ${process.version})`, file: NODE24, args: ['-e', '0'], env: { PATH: path }, input: '' },
+    { key: 'sea', label: 'podnet-bridge SEA, VERSION', file: join(CNI_BIN, 'podnet-bridge'), args: [], env: version, input },
+    { key: 'plain', label: 'podnet-bridge plain bundle (node 24), VERSION', file: join(plainDir, 'podnet-bridge'), args: [], env: version, input },
+    { key: 'ref', label: 'reference bridge, VERSION', file: join(REF_BIN, 'bridge'), args: [], env: version, input },
+  ];
+}
+
+function report(plan: Plan, res: WorkerResult, meta: { date: string; line: string }, seconds: number): { text: string; md: string } {
+  const { counts, variants, probes } = plan;
+  const refSeq = res.seq.ref ?? { add: [], del: [] };
+  const refConc = res.conc.ref ?? { add: [], del: [] };
+  const seqRows = variants.map((v) => {
+    const s = res.seq[v.key] ?? { add: [], del: [] };
+    return [
+      `${v.key}: ${v.label}`,
+      ms(percentile(s.add, 0.5)),
+      ms(percentile(s.add, 0.95)),
+      ms(percentile(s.del, 0.5)),
+      ms(percentile(s.del, 0.95)),
+      ratio(percentile(s.add, 0.5), percentile(refSeq.add, 0.5)),
+      ratio(percentile(s.add, 0.95), percentile(refSeq.add, 0.95)),
+      ratio(percentile(s.del, 0.5), percentile(refSeq.del, 0.5)),
+      ratio(percentile(s.del, 0.95), percentile(refSeq.del, 0.95)),
+    ];
+  });
+  const seq = table(
+    ['variant', 'ADD p50', 'ADD p95', 'DEL p50', 'DEL p95', 'ADD p50 ratio', 'ADD p95 ratio', 'DEL p50 ratio', 'DEL p95 ratio'],
+    seqRows,
+    ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+  );
+  const concRows = variants.map((v) => {
+    const c = res.conc[v.key] ?? { add: [], del: [] };
+    return [
+      `${v.key}: ${v.label}`,
+      ms(percentile(c.add, 0.5)),
+      `${ms(Math.min(...c.add))}–${ms(Math.max(...c.add))}`,
+      ms(percentile(c.del, 0.5)),
+      `${ms(Math.min(...c.del))}–${ms(Math.max(...c.del))}`,
+      ratio(percentile(c.add, 0.5), percentile(refConc.add, 0.5)),
+      ratio(percentile(c.del, 0.5), percentile(refConc.del, 0.5)),
+    ];
+  });
+  const conc = table(
+    ['variant', `${counts.conc} ADD wall`, 'range', `${counts.conc} DEL wall`, 'range', 'ADD ratio', 'DEL ratio'],
+    concRows,
+    ['l', 'r', 'r', 'r', 'r', 'r', 'r'],
+  );
+  const refStart = percentile(res.startup.ref ?? [], 0.5);
+  const startRows = probes.map((p) => {
+    const xs = res.startup[p.key] ?? [];
+    return [p.label, ms(percentile(xs, 0.5)), ms(percentile(xs, 0.95)), ratio(percentile(xs, 0.5), refStart)];
+  });
+  const start = table(['process', 'p50', 'p95', 'ratio to reference bridge'], startRows, ['l', 'r', 'r', 'r']);
+
+  const method =
+    `Inside a node network namespace made for the run, each plugin process is timed from spawn to exit ` +
+    `(pod namespaces are created before and deleted after the timed calls). Every variant uses the same bridge ` +
+    `config (cniVersion 1.0.0, isGateway true, ipMasq false) with its own bridge, /24 and IPAM data directory. ` +
+    `Sequential: ${counts.seq} ADD then DEL per variant, each pod in a fresh namespace, after ${counts.warmup} untimed ` +
+    `warm-up pairs; the variants take turns, order rotated every iteration. Concurrent: ${counts.conc} ADDs started at ` +
+    `once, wall time until the last exits, then the ${counts.conc} DELs likewise; ${counts.concRounds} rounds per variant, ` +
+    `rotated. Start-up: p50/p95 of ${counts.startup} runs each, rotated. Ratios are ours / reference (ref row).`;
+  const md = [
+    '## cni',
+    '',
+    'CNI ADD/DEL latency: podnet-bridge and podnet-ipam against the reference plugins (containernetworking-plugins ' +
+      'bridge and host-local from /usr/lib/cni). Run with `npm run bench -- cni` (root).',
+    '',
+    `- Date: ${meta.date}`,
+    `- Machine: ${meta.line}`,
+    `- Run time: ${seconds.toFixed(0)} s`,
+    `- Method: ${method}`,
+    '',
+    `### Sequential ADD / DEL (ms per plugin process, ${counts.seq} each)`,
+    '',
+    seq.md,
+    '',
+    `### ${counts.conc} concurrent ADDs, then ${counts.conc} concurrent DELs (ms wall, median and range of ${counts.concRounds} rounds)`,
+    '',
+    conc.md,
+    '',
+    `### Start-up (ms, ${counts.startup} runs each)`,
+    '',
+    start.md,
+    '',
+  ].join('\n');
+  const text = [
+    `cni benchmark — ${meta.date}`,
+    meta.line,
+    '',
+    `Sequential ADD/DEL, ms per plugin process (${counts.seq} each); ratios = ours / ref`,
+    seq.text,
+    '',
+    `${counts.conc} concurrent ADDs then DELs, ms wall (median and range of ${counts.concRounds} rounds)`,
+    conc.text,
+    '',
+    `Start-up, ms (${counts.startup} runs each)`,
+    start.text,
+    '',
+    `run time ${seconds.toFixed(0)} s`,
+  ].join('\n');
+  return { text, md };
+}
+
+const HEADER = `# Benchmarks
+
+Measured figures for podnet, one \`## NAME\` section per benchmark. Run one with
+\`npm run bench -- NAME\` (as root: it runs scripts/setup.sh first, which installs and builds what
+is missing), or \`node scripts/bench.ts NAME\` with Node 24 (node_modules/.bin) first on PATH;
+\`node scripts/bench.ts\` lists the benchmarks. A run prints its figures and replaces only its own
+section below. Figures depend on the machine and on what else it is doing: compare ratios taken in
+the same run rather than absolute numbers across machines.
+
+`;
+
+/** Replaces the "## cni" section (up to the next "## " heading) or appends it. */
+export function updateBenchmarksMd(existing: string | undefined, section: string): string {
+  if (existing === undefined || existing.trim() === '') return HEADER + section;
+  const lines = existing.split('\n');
+  const start = lines.findIndex((l) => /^## cni\s*$/.test(l));
+  const body = section.replace(/\n+$/, '').split('\n');
+  if (start < 0) return existing.replace(/\n*$/, '\n\n') + section;
+  let end = lines.findIndex((l, i) => i > start && l.startsWith('## '));
+  if (end < 0) end = lines.length;
+  const after = lines.slice(end);
+  return [...lines.slice(0, start), ...body, ...(after.length > 0 ? ['', ...after] : [''])].join('\n');
+}
+
+export async function run(args: string[]): Promise<void> {
+  const quick = args.includes('--quick');
+  const write = !quick && !args.includes('--no-write');
+  const unknown = args.filter((a) => a !== '--quick' && a !== '--no-write');
+  if (unknown.length > 0) {
+    console.error(`bench cni: unknown option ${unknown.join(' ')} (options: --quick, --no-write)`);
+    process.exit(2);
+  }
+  if (!isRoot()) {
+    console.error('bench cni: needs root (it creates network namespaces)');
+    process.exit(1);
+  }
+  const started = performance.now();
+  ensureSeaBuild();
+  await sweepOwnLeftovers();
+
+  const bed = new TestBed('benchcni');
+  const live = new Set<string>();
+  let child: ChildProcess | undefined;
+  let interrupted = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    interrupted = true;
+    console.error(`bench cni: ${sig}, cleaning up`);
+    child?.kill('SIGKILL');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const plainDir = join(bed.dir, 'plain');
+    writePlainBundles(plainDir);
+    const node = await bed.netns('node');
+    // Node 24 first on PATH: the plain wrappers start with `#!/usr/bin/env node`.
+    const path = `${join(ROOT, 'node_modules', '.bin')}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`;
+    const plan: Plan = {
+      id: bed.id,
+      counts: quick ? QUICK : FULL,
+      path,
+      variants: makeVariants(bed.dir, plainDir),
+      probes: makeProbes(path, plainDir),
+    };
+    console.error(`bench cni: node namespace ${node.name}; ${plan.variants.map((v) => v.key).join(', ')}${quick ? ' (quick)' : ''}`);
+
+    const result = await new Promise<WorkerResult>((resolve, reject) => {
+      const c = spawn('ip', ['netns', 'exec', node.name, process.execPath, THIS_FILE, '--worker'], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        env: { PATH: process.env.PATH ?? path },
+      });
+      child = c;
+      let done = false;
+      c.on('error', reject);
+      c.on('exit', (code, signal) => {
+        if (!done) reject(new Error(interrupted ? 'interrupted' : `benchmark worker exited (${signal ?? code}) without a result`));
+      });
+      c.on('message', (m: ToParent) => {
+        switch (m.op) {
+          case 'mk':
+          case 'rm': {
+            const input = m.names.map((n) => `netns ${m.op === 'mk' ? 'add' : 'del'} ${n}\n`).join('');
+            if (m.op === 'mk') for (const n of m.names) live.add(n);
+            exec('ip', ['-batch', '-'], { input }).then(
+              () => {
+                if (m.op === 'rm') for (const n of m.names) live.delete(n);
+                c.send({ op: 'ack', seq: m.seq } satisfies ToWorker);
+              },
+              (err: Error) => c.send({ op: 'ack', seq: m.seq, error: err.message } satisfies ToWorker),
+            );
+            break;
+          }
+          case 'progress':
+            console.error(`bench cni: ${m.text} (${((performance.now() - started) / 1000).toFixed(0)} s)`);
+            break;
+          case 'result':
+            done = true;
+            resolve(m.result);
+            break;
+          case 'error':
+            done = true;
+            reject(new Error(m.message));
+            break;
+        }
+      });
+      c.send({ op: 'plan', plan } satisfies ToWorker);
+    });
+
+    const seconds = (performance.now() - started) / 1000;
+    const meta = machine();
+    const out = report(plan, result, meta, seconds);
+    console.log(out.text);
+    if (write) {
+      const existing = existsSync(BENCHMARKS_MD) ? readFileSync(BENCHMARKS_MD, 'utf8') : undefined;
+      writeFileSync(BENCHMARKS_MD, updateBenchmarksMd(existing, out.md));
+      console.error(`bench cni: wrote the "## cni" section of ${BENCHMARKS_MD}`);
+    }
+  } finally {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (live.size > 0) {
+      await exec('ip', ['-force', '-batch', '-'], { input: [...live].map((n) => `netns del ${n}\n`).join('') }).catch(() => undefined);
+    }
+    await bed.cleanup();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+if (process.argv[1] === THIS_FILE && process.argv.includes('--worker')) await worker();
