@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { PodnetError } from '../errors/index.ts';
 import { runDemo } from '../demo/index.ts';
+import { labCommand } from '../lab/index.ts';
 
 const VERSION = '0.1.0';
 
@@ -21,6 +22,10 @@ const commands: Record<string, Command> = {
       parseArgs({ args: argv, options: {}, strict: true });
       await runDemo();
     },
+  },
+  lab: {
+    summary: 'a whole cluster on this host, in network namespaces: up, down, status, apply, get, exec',
+    run: labCommand,
   },
   version: {
     summary: 'print the version',
