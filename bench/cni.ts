@@ -5,9 +5,12 @@
  * Variants, all with the same bridge config (cniVersion 1.0.0, isGateway true, ipMasq false),
  * each with its own bridge, subnet and IPAM data directory:
  *   ref    reference bridge + host-local (Go)
- *   sea    podnet-bridge + podnet-ipam, single-executable applications (IPAM runs in-process)
+ *   thick  the installed podnet-bridge (the native shim) forwarding to a warm `podnet
+ *          cni-server` started in the node namespace before anything is timed
+ *   sea    the same shim with no server answering: it execs podnet-bridge.sea, the
+ *          single-executable application (IPAM runs in-process); a node without the server
  *   plain  the same bundles as plain scripts under `node` 24 (what `build.ts --plain` writes)
- *   sea+hl podnet-bridge (SEA) executing the reference host-local as its IPAM plugin
+ *   sea+hl podnet-bridge.sea executing the reference host-local as its IPAM plugin
  *
  * Everything happens in a node network namespace made for the run (pnt-<pid>-benchcni-node),
  * never in the root namespace. A worker process is started inside it with `ip netns exec`
@@ -54,6 +57,8 @@ interface Variant {
   plugin: string;
   cniPath: string;
   conf: Record<string, unknown>;
+  /** Extra environment for the plugin (the shim's PODNET_CNI_SOCKET). */
+  env?: Record<string, string>;
 }
 
 interface StartupProbe {
@@ -71,6 +76,8 @@ interface Plan {
   path: string;
   variants: Variant[];
   probes: StartupProbe[];
+  /** `podnet cni-server` for the thick variant: the worker runs it in the node namespace. */
+  server: { argv: string[]; socket: string };
 }
 
 interface Samples {
@@ -151,6 +158,7 @@ function timed(file: string, args: string[], env: Record<string, string>, input:
 
 async function worker(): Promise<void> {
   const send = (m: ToParent): void => void process.send?.(m);
+  let server: ChildProcess | undefined;
   let nextSeq = 0;
   const pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
   const planReady = new Promise<Plan>((resolve) => {
@@ -174,7 +182,11 @@ async function worker(): Promise<void> {
     });
 
   try {
-    const { id, counts, path, variants, probes } = await planReady;
+    const plan = await planReady;
+    const { id, counts, path, variants, probes } = plan;
+    // The thick variant's server, warm before anything is timed.
+    server = await startServer(plan.server.argv, path);
+    send({ op: 'progress', text: `podnet cni-server listening on ${plan.server.socket} (pid ${server.pid})` });
     const envFor = (v: Variant, command: string, containerId: string, netns: string): Record<string, string> => ({
       PATH: path,
       CNI_COMMAND: command,
@@ -182,6 +194,7 @@ async function worker(): Promise<void> {
       CNI_NETNS: `${NETNS_DIR}/${netns}`,
       CNI_IFNAME: 'eth0',
       CNI_PATH: v.cniPath,
+      ...v.env,
     });
     const fail = (what: string, r: Timed): never => {
       throw new Error(`${what} failed (exit ${r.code}): ${r.stdout.trim()} ${r.stderr.trim()}`.trim());
@@ -256,8 +269,41 @@ async function worker(): Promise<void> {
   } catch (err) {
     send({ op: 'error', message: err instanceof Error ? err.message : String(err) });
   } finally {
+    if (server) await stopServer(server);
     process.disconnect?.();
   }
+}
+
+/** Starts `podnet cni-server` here (the node namespace) and waits for its start-up line. */
+function startServer(argv: string[], path: string): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const [file, ...args] = argv as [string, ...string[]];
+    const child = spawn(file, args, { env: { PATH: path }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`podnet cni-server did not start within 10 s: ${log}`));
+    }, 10_000);
+    child.on('error', reject);
+    child.on('exit', (code) => reject(new Error(`podnet cni-server exited (${code}): ${log}`)));
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      log += d;
+      if (log.includes('"msg":"cni-server listening"')) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+  });
+}
+
+/** SIGTERM, then SIGKILL after 10 s. */
+async function stopServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.on('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -272,13 +318,16 @@ function newestUnder(dir: string): number {
   return newest;
 }
 
-/** Makes sure dist/cni-bin holds current single-executable builds (not `--plain` scripts). */
+/** Makes sure dist/cni-bin holds current builds: shims, and single executables (not `--plain` scripts). */
 function ensureSeaBuild(): void {
-  const bin = join(CNI_BIN, 'podnet-bridge');
+  const bin = join(CNI_BIN, 'podnet-bridge.sea');
+  const shim = join(CNI_BIN, 'podnet-bridge');
   const stale =
     !existsSync(bin) ||
+    !existsSync(shim) ||
     statSync(bin).size < 1_000_000 ||
-    Math.max(newestUnder(join(ROOT, 'src')), statSync(join(ROOT, 'scripts', 'build.ts')).mtimeMs) > statSync(bin).mtimeMs;
+    Math.max(newestUnder(join(ROOT, 'src')), newestUnder(join(ROOT, 'native')), statSync(join(ROOT, 'scripts', 'build.ts')).mtimeMs) >
+      Math.min(statSync(bin).mtimeMs, statSync(shim).mtimeMs);
   if (!stale) return;
   console.error('bench cni: building the single-executable plugins (node scripts/build.ts)');
   execFileSync(NODE24, [join(ROOT, 'scripts', 'build.ts')], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
@@ -336,7 +385,7 @@ async function sweepOwnLeftovers(): Promise<void> {
   if (dead.length > 0) await exec('ip', ['-force', '-batch', '-'], { input: dead.map((n) => `netns del ${n}\n`).join('') }).catch(() => undefined);
 }
 
-function makeVariants(dir: string, plainDir: string): Variant[] {
+function makeVariants(dir: string, plainDir: string, socket: string): Variant[] {
   const conf = (key: string, n: number, type: string, ipamType: string): Record<string, unknown> => ({
     cniVersion: '1.0.0',
     name: `bench-${key}`,
@@ -346,21 +395,42 @@ function makeVariants(dir: string, plainDir: string): Variant[] {
     ipMasq: false,
     ipam: { type: ipamType, ranges: [[{ subnet: `10.213.${n}.0/24` }]], dataDir: join(dir, `ipam-${key}`) },
   });
+  const shim = join(CNI_BIN, 'podnet-bridge');
+  const cniPath = `${CNI_BIN}:${REF_BIN}`;
   return [
     { key: 'ref', label: 'reference bridge + host-local', plugin: join(REF_BIN, 'bridge'), cniPath: REF_BIN, conf: conf('ref', 1, 'bridge', 'host-local') },
-    { key: 'sea', label: 'podnet-bridge + podnet-ipam (SEA)', plugin: join(CNI_BIN, 'podnet-bridge'), cniPath: `${CNI_BIN}:${REF_BIN}`, conf: conf('sea', 2, 'podnet-bridge', 'podnet-ipam') },
+    {
+      key: 'thick',
+      label: 'thick: shim + warm podnet cni-server',
+      plugin: shim,
+      cniPath,
+      conf: conf('thick', 5, 'podnet-bridge', 'podnet-ipam'),
+      env: { PODNET_CNI_SOCKET: socket },
+    },
+    {
+      key: 'sea',
+      label: 'no server: shim → podnet-bridge.sea (SEA)',
+      plugin: shim,
+      cniPath,
+      conf: conf('sea', 2, 'podnet-bridge', 'podnet-ipam'),
+      // Nothing listens here, whatever else runs on the machine: the shim falls back at once.
+      env: { PODNET_CNI_SOCKET: join(dir, 'no-server.sock') },
+    },
     { key: 'plain', label: 'podnet-bridge + podnet-ipam (plain, node 24)', plugin: join(plainDir, 'podnet-bridge'), cniPath: `${plainDir}:${REF_BIN}`, conf: conf('plain', 3, 'podnet-bridge', 'podnet-ipam') },
-    { key: 'sea+hl', label: 'podnet-bridge (SEA) + host-local (exec)', plugin: join(CNI_BIN, 'podnet-bridge'), cniPath: `${CNI_BIN}:${REF_BIN}`, conf: conf('hl', 4, 'podnet-bridge', 'host-local') },
+    { key: 'sea+hl', label: 'podnet-bridge.sea + host-local (exec)', plugin: join(CNI_BIN, 'podnet-bridge.sea'), cniPath, conf: conf('hl', 4, 'podnet-bridge', 'host-local') },
   ];
 }
 
-function makeProbes(path: string, plainDir: string): StartupProbe[] {
+function makeProbes(path: string, plainDir: string, socket: string, dir: string): StartupProbe[] {
   const version = { PATH: path, CNI_COMMAND: 'VERSION' };
   const input = '{"cniVersion":"1.0.0"}';
+  const shim = join(CNI_BIN, 'podnet-bridge');
   return [
     { key: 'node20', label: `node -e 0 (${NODE20}, ${sh(NODE20, ['--version'])})`, file: NODE20, args: ['-e', '0'], env: { PATH: path }, input: '' },
     { key: 'node24', label: `node -e 0 (node_modules/.bin/node, ${process.version})`, file: NODE24, args: ['-e', '0'], env: { PATH: path }, input: '' },
-    { key: 'sea', label: 'podnet-bridge SEA, VERSION', file: join(CNI_BIN, 'podnet-bridge'), args: [], env: version, input },
+    { key: 'thick', label: 'podnet-bridge shim → warm cni-server, VERSION', file: shim, args: [], env: { ...version, PODNET_CNI_SOCKET: socket }, input },
+    { key: 'shim-sea', label: 'podnet-bridge shim, no server → SEA, VERSION', file: shim, args: [], env: { ...version, PODNET_CNI_SOCKET: join(dir, 'no-server.sock') }, input },
+    { key: 'sea', label: 'podnet-bridge.sea (SEA) alone, VERSION', file: join(CNI_BIN, 'podnet-bridge.sea'), args: [], env: version, input },
     { key: 'plain', label: 'podnet-bridge plain bundle (node 24), VERSION', file: join(plainDir, 'podnet-bridge'), args: [], env: version, input },
     { key: 'ref', label: 'reference bridge, VERSION', file: join(REF_BIN, 'bridge'), args: [], env: version, input },
   ];
@@ -421,11 +491,24 @@ function report(plan: Plan, res: WorkerResult, meta: { date: string; line: strin
     `warm-up pairs; the variants take turns, order rotated every iteration. Concurrent: ${counts.conc} ADDs started at ` +
     `once, wall time until the last exits, then the ${counts.conc} DELs likewise; ${counts.concRounds} rounds per variant, ` +
     `rotated. Start-up: p50/p95 of ${counts.startup} runs each, rotated. Ratios are ours / reference (ref row).`;
+  const p50 = (key: string, op: 'add' | 'del'): number => percentile(res.seq[key]?.[op] ?? [], 0.5);
+  const design =
+    `Design: the installed podnet-bridge and podnet-ipam are one small native shim (native/cni-shim.c) that ` +
+    `forwards each call over a unix socket to a warm \`podnet cni-server\` in the node namespace, which runs the ` +
+    `same dispatch() as the standalone build; when no server answers, or the server runs in another network ` +
+    `namespace, the shim execs the Node single-executable build next to it (podnet-bridge.sea), so a node with ` +
+    `only the installed files works as before (the "thick plugin" of Multus and Cilium). In this run ADD p50 is ` +
+    `${ms(p50('thick', 'add'))} ms through the server against ${ms(p50('ref', 'add'))} ms for the reference ` +
+    `(${ratio(p50('thick', 'add'), p50('ref', 'add'))}), DEL p50 ${ms(p50('thick', 'del'))} ms against ` +
+    `${ms(p50('ref', 'del'))} ms (${ratio(p50('thick', 'del'), p50('ref', 'del'))}); without the server the shim ` +
+    `costs what the SEA costs: ADD p50 ${ms(p50('sea', 'add'))} ms, DEL p50 ${ms(p50('sea', 'del'))} ms.`;
   const md = [
     '## cni',
     '',
     'CNI ADD/DEL latency: podnet-bridge and podnet-ipam against the reference plugins (containernetworking-plugins ' +
       'bridge and host-local from /usr/lib/cni). Run with `npm run bench -- cni` (root).',
+    '',
+    design,
     '',
     `- Date: ${meta.date}`,
     `- Machine: ${meta.line}`,
@@ -448,6 +531,8 @@ function report(plan: Plan, res: WorkerResult, meta: { date: string; line: strin
   const text = [
     `cni benchmark — ${meta.date}`,
     meta.line,
+    '',
+    design,
     '',
     `Sequential ADD/DEL, ms per plugin process (${counts.seq} each); ratios = ours / ref`,
     seq.text,
@@ -520,12 +605,14 @@ export async function run(args: string[]): Promise<void> {
     const node = await bed.netns('node');
     // Node 24 first on PATH: the plain wrappers start with `#!/usr/bin/env node`.
     const path = `${join(ROOT, 'node_modules', '.bin')}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`;
+    const socket = join(bed.dir, 'cni.sock');
     const plan: Plan = {
       id: bed.id,
       counts: quick ? QUICK : FULL,
       path,
-      variants: makeVariants(bed.dir, plainDir),
-      probes: makeProbes(path, plainDir),
+      variants: makeVariants(bed.dir, plainDir, socket),
+      probes: makeProbes(path, plainDir, socket, bed.dir),
+      server: { argv: [NODE24, join(ROOT, 'dist', 'podnet.mjs'), 'cni-server', '--socket', socket], socket },
     };
     console.error(`bench cni: node namespace ${node.name}; ${plan.variants.map((v) => v.key).join(', ')}${quick ? ' (quick)' : ''}`);
 

@@ -11,6 +11,8 @@ declare -A PKGS=(
   [/usr/lib/cni/bridge]=containernetworking-plugins [podman]=podman [runc]=runc [ctr]=containerd
   [iperf3]=iperf3 [dig]=bind9-dnsutils [dnsperf]=dnsperf [nsenter]=util-linux [nc]=netcat-openbsd
   [ping]=iputils-ping [ethtool]=ethtool [ps]=procps [python3]=python3
+  # The C compiler and C library headers for the plugins' native shim (native/cni-shim.c).
+  [cc]=gcc [/usr/include/stdio.h]=libc6-dev
 )
 missing=()
 for cmd in "${!PKGS[@]}"; do
@@ -38,7 +40,7 @@ NODE=node_modules/.bin/node
 
 # Build when any source is newer than the newest artefact.
 stamp=dist/cni-bin/podnet-ipam
-if [[ ! -e "$stamp" || -n "$(find src scripts package.json -newer "$stamp" -type f -print -quit)" ]]; then
+if [[ ! -e "$stamp" || -n "$(find src scripts native package.json -newer "$stamp" -type f -print -quit)" ]]; then
   echo "podnet setup: building" >&2
   "$NODE" scripts/build.ts >/dev/null
 fi

@@ -6,7 +6,10 @@
 import { parseArgs } from 'node:util';
 import { PodnetError } from '../errors/index.ts';
 import { runDemo } from '../demo/index.ts';
-import { labCommand } from '../lab/index.ts';
+import { DEFAULT_CNI_SOCKET, startCniServer } from '../cni/index.ts';
+import { labCommand, runKubelet, serveEcho } from '../lab/index.ts';
+import { runController } from '../controller/index.ts';
+import { agentCommand } from '../agent/index.ts';
 
 const VERSION = '0.1.0';
 
@@ -27,6 +30,85 @@ const commands: Record<string, Command> = {
     summary: 'a whole cluster on this host, in network namespaces: up, down, status, apply, get, exec',
     run: labCommand,
   },
+  agent: {
+    summary: 'the node agent: subnet lease, routes or VXLAN to peers, egress masquerade, CNI config',
+    run: agentCommand,
+  },
+  controller: {
+    summary: 'the controller daemon: Deployments to Pods, scheduling (runs in the control plane)',
+    async run(argv) {
+      const { values } = parseArgs({ args: argv, options: { etcd: { type: 'string' }, 'metrics-address': { type: 'string', default: '0.0.0.0:10257' } }, strict: true });
+      if (!values.etcd) throw new PodnetError('PODNET_USAGE', 'usage: podnet controller --etcd URL [--metrics-address HOST:PORT]');
+      const [host, port] = splitHostPort(values['metrics-address']);
+      await runController({ etcd: values.etcd, metricsHost: host, metricsPort: port });
+    },
+  },
+  kubelet: {
+    summary: "the lab's kubelet: runs the pods bound to one node (runs in that node's namespace)",
+    async run(argv) {
+      const { values } = parseArgs({
+        args: argv,
+        options: {
+          etcd: { type: 'string' },
+          lab: { type: 'string' },
+          node: { type: 'string' },
+          'node-ip': { type: 'string' },
+          'node-netns': { type: 'string' },
+          'cni-bin-dir': { type: 'string' },
+          'cni-conf-dir': { type: 'string' },
+          'state-dir': { type: 'string' },
+          'cni-socket': { type: 'string' },
+          'metrics-port': { type: 'string', default: '10250' },
+        },
+        strict: true,
+      });
+      const need = ['etcd', 'lab', 'node', 'node-ip', 'node-netns', 'cni-bin-dir', 'cni-conf-dir', 'state-dir'] as const;
+      const missing = need.filter((k) => !values[k]);
+      if (missing.length > 0) throw new PodnetError('PODNET_USAGE', `podnet kubelet needs --${missing.join(', --')}`);
+      const opts = {
+        etcd: values.etcd!,
+        lab: values.lab!,
+        node: values.node!,
+        nodeIP: values['node-ip']!,
+        nodeNetns: values['node-netns']!,
+        cniBin: values['cni-bin-dir']!,
+        cniConfDir: values['cni-conf-dir']!,
+        dir: values['state-dir']!,
+        cli: process.argv[1] ?? '',
+        metricsPort: Number(values['metrics-port']),
+      };
+      await runKubelet(values['cni-socket'] ? { ...opts, cniSocket: values['cni-socket'] } : opts);
+    },
+  },
+  'serve-echo': {
+    summary: "the lab's built-in echo image: HTTP server that tells which pod answered and who asked",
+    async run(argv) {
+      const { values } = parseArgs({ args: argv, options: { port: { type: 'string', default: process.env.PORT ?? '8080' } }, strict: true });
+      const ac = new AbortController();
+      for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => ac.abort());
+      await serveEcho(Number(values.port), ac.signal);
+    },
+  },
+  'cni-server': {
+    summary: `serve CNI calls from the podnet-bridge/podnet-ipam shims warm (--socket PATH, default ${DEFAULT_CNI_SOCKET})`,
+    async run(argv) {
+      const { values } = parseArgs({ args: argv, options: { socket: { type: 'string', default: DEFAULT_CNI_SOCKET } }, strict: true });
+      const ac = new AbortController();
+      const stop = (): void => ac.abort();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      // Structured log lines on stderr, one JSON object each.
+      const log = (event: Record<string, unknown>): void => void process.stderr.write(JSON.stringify({ time: new Date().toISOString(), ...event }) + '\n');
+      try {
+        const server = await startCniServer({ socketPath: values.socket, signal: ac.signal, log });
+        log({ level: 'info', msg: 'cni-server listening', socket: server.socketPath, pid: process.pid, plugins: ['podnet-bridge', 'podnet-ipam'] });
+        await server.closed;
+      } finally {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+      }
+    },
+  },
   version: {
     summary: 'print the version',
     async run() {
@@ -34,6 +116,13 @@ const commands: Record<string, Command> = {
     },
   },
 };
+
+function splitHostPort(s: string): [string, number] {
+  const i = s.lastIndexOf(':');
+  const port = Number(s.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port < 1 || port > 65535) throw new PodnetError('PODNET_USAGE', `"${s}" is not HOST:PORT`);
+  return [s.slice(0, i) || '0.0.0.0', port];
+}
 
 function usage(): string {
   const lines = ['usage: podnet COMMAND [OPTIONS]', '', 'commands:'];

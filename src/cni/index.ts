@@ -1,6 +1,8 @@
 export { bridgePlugin, parseBridgeConf, planAdd, hostVethName } from './bridge.ts';
 export type { BridgeConf, AddPlan } from './bridge.ts';
-export { dispatch, main, parseEnv, parseCniArgs, toCniError } from './skel.ts';
+export { dispatch, greeting, main, parseEnv, parseCniArgs, toCniError } from './skel.ts';
+export { startCniServer, serve, decodeEnvelope, decodeBody, encodeRequest, encodeReply, ownNetns, FrameError, Status, PROTOCOL_VERSION, DEFAULT_CNI_SOCKET } from './server.ts';
+export type { CniServer, CniServerOptions, CniRequest, CniReply, NetnsId } from './server.ts';
 export type { CniPlugin, Outcome } from './skel.ts';
 export { CniError, CniCode } from './errors.ts';
 export { formatResult, parseResult, SUPPORTED_VERSIONS, LATEST } from './version.ts';

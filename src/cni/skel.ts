@@ -180,7 +180,12 @@ export async function dispatch<C extends NetConf>(plugin: CniPlugin<C>, env: Nod
   }
 }
 
-/** The process entry: stdin/env in, stdout/exit code out. */
+/** What a plugin run by hand (no CNI_COMMAND) says on stderr, like the reference plugins. */
+export function greeting(plugin: Pick<CniPlugin, 'about'>, env: NodeJS.ProcessEnv): string {
+  return env.CNI_COMMAND ? '' : `${plugin.about}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`;
+}
+
+/** The process entry: stdin/env in, stdout/exit code out (cni-server in server.ts does the same per call). */
 export async function main<C extends NetConf>(plugin: CniPlugin<C>): Promise<void> {
   let stdin: Buffer;
   try {
@@ -188,9 +193,7 @@ export async function main<C extends NetConf>(plugin: CniPlugin<C>): Promise<voi
   } catch {
     stdin = Buffer.alloc(0);
   }
-  if (!process.env.CNI_COMMAND) {
-    process.stderr.write(`${plugin.about}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`);
-  }
+  process.stderr.write(greeting(plugin, process.env));
   const out = await dispatch(plugin, process.env, stdin);
   process.stdout.write(out.stdout);
   process.exitCode = out.exitCode;

@@ -29,6 +29,8 @@ describe('parseIpamConf rejects invalid configurations with code 7', () => {
   const cases: Array<{ name: string; top: Record<string, unknown>; msg: RegExp }> = [
     { name: 'no ipam section', top: { name: 'podnet' }, msg: /no "ipam" section/ },
     { name: 'neither ranges, subnet nor subnetFile', top: top({ type: 'podnet-ipam' }), msg: /needs "ranges", "subnet" or "subnetFile"/ },
+    { name: 'a relative subnetFile', top: top({ subnetFile: 'subnet.json' }), msg: /subnetFile "subnet\.json" must be an absolute path/ },
+    { name: 'a relative resolvConf', top: top({ ...v4, resolvConf: 'resolv.conf' }), msg: /resolvConf "resolv\.conf" must be an absolute path/ },
     { name: 'an empty list of range sets', top: top({ ranges: [] }), msg: /ipam\.ranges must be a non-empty list/ },
     { name: 'an empty range set', top: top({ ranges: [[]] }), msg: /ipam\.ranges\[0\] must be a non-empty list/ },
     { name: 'a range that is not an object', top: top({ ranges: [['10.0.0.0/24']] }), msg: /ipam\.ranges\[0\]\[0\] must be an object/ },

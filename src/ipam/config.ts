@@ -188,6 +188,9 @@ export function parseIpamConf(top: Record<string, unknown>, args: CniArgs | unde
   } else if (ipam.subnet !== undefined) {
     rangeSets = [[parseRange(ipam, 'ipam')]];
   } else if (typeof ipam.subnetFile === 'string') {
+    // Absolute, like dataDir: a relative path would depend on the working directory of whoever
+    // runs the plugin (the runtime's, or podnet cni-server's).
+    if (!ipam.subnetFile.startsWith('/')) throw invalidConfig(`ipam.subnetFile "${ipam.subnetFile}" must be an absolute path`);
     const sf = readSubnetFile(ipam.subnetFile);
     rangeSets = [[parseRange({ subnet: sf.subnet }, `subnetFile ${ipam.subnetFile}`)]];
   } else {
@@ -215,6 +218,7 @@ export function parseIpamConf(top: Record<string, unknown>, args: CniArgs | unde
   const dataDir = field(ipam, 'dataDir', 'ipam') ?? DEFAULT_DATA_DIR;
   if (!dataDir.startsWith('/') || /[\0\n]/.test(dataDir)) throw invalidConfig(`ipam.dataDir "${dataDir}" must be an absolute path`);
   const resolvConf = field(ipam, 'resolvConf', 'ipam');
+  if (resolvConf !== undefined && !resolvConf.startsWith('/')) throw invalidConfig(`ipam.resolvConf "${resolvConf}" must be an absolute path`);
   const conf: IpamConf = {
     network: String(top.name),
     rangeSets,

@@ -59,7 +59,11 @@ export const run: Runner = (file, args, opts = {}) => {
         }
       },
     );
-    if (opts.input !== undefined) child.stdin?.end(opts.input);
+    // A command that exits before reading its input (a failed `ip route get`, a batch that
+    // stops at its first error) closes the pipe: that EPIPE must not become an uncaught
+    // exception; the exit status above already tells the story.
+    child.stdin?.on('error', () => undefined);
+    if (opts.input) child.stdin?.end(opts.input);
     else child.stdin?.end();
   });
 };

@@ -4,3 +4,7 @@ export { ADDRESS_PLAN, DEFAULT_OPTIONS, planLab, planNode, nsName, nsPrefix, val
 export type { LabOptions, LabPlan, NodePlan, Backend, Topology, ProxyMode } from './plan.ts';
 export { readState, stateDir } from './state.ts';
 export type { LabState } from './state.ts';
+export { serveEcho } from './echo.ts';
+export { parseManifests } from './manifest.ts';
+export type { Manifest } from './manifest.ts';
+export { runKubelet } from './kubelet-daemon.ts';

@@ -9,15 +9,19 @@
  * CLI or daemons were killed, since it works from the namespace prefix and the state file,
  * not from anything in memory.
  */
-import { linkSync, copyFileSync, mkdirSync, existsSync } from 'node:fs';
+import { linkSync, copyFileSync, mkdirSync, existsSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isAlive } from '../kernel/index.ts';
-import { ADDRESS_PLAN, LabError, type LabOptions, type LabPlan, planLab } from './plan.ts';
+import { EtcdDatastore } from '../datastore/index.ts';
+import { ADDRESS_PLAN, LabError, type LabOptions, type LabPlan, nsName, nsPrefix, planLab } from './plan.ts';
 import { type Daemon, startDaemon, stopPids, waitFor } from './procs.ts';
 import { type LabState, readState, removeState, stateDir, writeState } from './state.ts';
-import { createNetwork, deleteNamespaces, labNamespaces, namespacePids } from './topology.ts';
+import { addNamespace, createNetwork, deleteNamespaces, labNamespaces, namespacePids, plugHost } from './topology.ts';
+import { podNetns, removeResolvConf } from './runtime.ts';
+import { EtcdSubnetManager } from '../subnet/index.ts';
+import { run } from '../kernel/index.ts';
 
 /** The podnet bundle (dist/podnet.mjs) and the plugin directory next to it. */
 export function distPaths(): { cli: string; cniBin: string } {
@@ -38,8 +42,47 @@ export interface NodeComponent {
   ready?(ctx: { dir: string }): Promise<void>;
 }
 
-export const nodeComponents: NodeComponent[] = [];
-export const controlPlaneComponents: Array<Omit<NodeComponent, 'argv'> & { argv(ctx: { plan: LabPlan; dir: string; cli: string; etcdURL: string; etcdSocket: string }): string[] }> = [];
+/** The control plane's daemons after etcd: the controller (its metrics on 10257). */
+export const controlPlaneComponents: Array<Omit<NodeComponent, 'argv'> & { argv(ctx: { plan: LabPlan; dir: string; cli: string; etcdURL: string; etcdSocket: string }): string[] }> = [
+  { role: 'controller', argv: ({ cli, etcdURL }) => [process.execPath, cli, 'controller', '--etcd', etcdURL] },
+];
+
+/**
+ * Each node's daemons, in order: the agent (subnet, routes/VXLAN, masquerade, then the CNI
+ * config), and the lab kubelet (registers the Node, runs its pods once the CNI config exists).
+ */
+export const nodeComponents: NodeComponent[] = [
+  {
+    role: 'agent',
+    argv: ({ plan, node, dir, cli, etcdURL }) => [
+      process.execPath, cli, 'agent',
+      '--node-name', node.name,
+      '--etcd', etcdURL,
+      '--backend', plan.options.backend,
+      '--cluster-cidr', ADDRESS_PLAN.clusterCIDR,
+      '--iface', 'eth0',
+      '--cni-conf-dir', join(dir, 'net.d'),
+      '--subnet-file', join(dir, 'subnet.json'),
+      '--ipam-data-dir', join(dir, 'ipam'),
+      // The address plan gives node i the subnet 10.244.i.0/24; the agent takes it if free.
+      '--preferred-subnet', `10.244.${node.index}.0/24`,
+    ],
+  },
+  {
+    role: 'kubelet',
+    argv: ({ plan, node, dir, cli, etcdURL }) => [
+      process.execPath, cli, 'kubelet',
+      '--etcd', etcdURL,
+      '--lab', plan.options.name,
+      '--node', node.name,
+      '--node-ip', node.ip,
+      '--node-netns', node.netns,
+      '--cni-bin-dir', join(dir, 'cni-bin'),
+      '--cni-conf-dir', join(dir, 'net.d'),
+      '--state-dir', dir,
+    ],
+  },
+];
 
 function canConnect(path: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -64,6 +107,75 @@ function installPlugins(from: string, to: string): void {
       copyFileSync(src, join(to, f));
     }
   }
+}
+
+async function startNodeComponent(c: NodeComponent, plan: LabPlan, node: LabPlan['nodes'][number], dir: string, cli: string, etcdURL: string, track: (d: Daemon) => Daemon): Promise<void> {
+  const nodeDir = join(dir, 'nodes', node.name);
+  track(startDaemon(`${c.role}/${node.name}`, node.netns, c.argv({ plan, node, dir: nodeDir, cli, etcdURL }), join(dir, 'logs', `${c.role}-${node.name}.log`)));
+  await c.ready?.({ dir: nodeDir });
+}
+
+/** The lab's nodes now (node add/remove change them). */
+export function labNodes(state: LabState): number[] {
+  return state.nodes ?? Array.from({ length: state.options.nodes }, (_, k) => k + 1);
+}
+
+/** `lab node add`: one more node, wired, with its agent and kubelet; resolves once it is Ready. */
+export async function addNode(lab: string, progress: Progress = () => undefined): Promise<string> {
+  const state = readState(lab);
+  if (!state) throw new LabError('PODNET_LAB_NOT_UP', `lab "${lab}" is not up`);
+  const existing = labNodes(state);
+  const index = Math.max(0, ...existing) + 1;
+  const plan = planLab({ ...state.options, nodes: index });
+  const node = plan.nodes[index - 1]!;
+  const { cli, cniBin } = distPaths();
+  const dir = stateDir(lab);
+  await addNamespace(node.netns);
+  await plugHost(plan.sw, node);
+  await run('ip', ['netns', 'exec', node.netns, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+  const nodeDir = join(dir, 'nodes', node.name);
+  installPlugins(cniBin, join(nodeDir, 'cni-bin'));
+  mkdirSync(join(nodeDir, 'net.d'), { recursive: true });
+  state.nodes = [...existing, index];
+  const track = (d: Daemon): Daemon => {
+    state.daemons.push(d);
+    writeState(lab, state);
+    return d;
+  };
+  for (const c of nodeComponents) await startNodeComponent(c, plan, node, dir, cli, state.etcdURL, track);
+  await waitForNodes(state, [node.name]);
+  progress(`${node.name} (${node.ip}) joined`);
+  return node.name;
+}
+
+/** `lab node remove NODE`: its daemons and pods stop, its namespace goes, its subnet is freed. */
+export async function removeNode(lab: string, name: string, progress: Progress = () => undefined): Promise<void> {
+  const state = readState(lab);
+  if (!state) throw new LabError('PODNET_LAB_NOT_UP', `lab "${lab}" is not up`);
+  const m = /^node(\d+)$/.exec(name);
+  const index = m ? Number(m[1]) : NaN;
+  if (!labNodes(state).includes(index)) throw new LabError('PODNET_NOT_FOUND', `node "${name}" is not in lab "${lab}" (nodes: ${labNodes(state).map((i) => `node${i}`).join(', ')})`);
+  const mine = state.daemons.filter((d) => d.role.endsWith(`/${name}`));
+  await stopPids(mine.map((d) => d.pid));
+  const ds = new EtcdDatastore({ endpoints: `unix://${state.etcdSocket}` });
+  try {
+    const pods = (await ds.list('Pod')).items.filter((p) => p.spec?.nodeName === name);
+    const sandboxes = pods.map((p) => podNetns(lab, p.metadata.uid ?? '')).filter((n) => existsSync(`/var/run/netns/${n}`));
+    const inside = (await Promise.all([nsName(lab, name), ...sandboxes].map(namespacePids))).flat();
+    await stopPids(inside, 1000);
+    await deleteNamespaces([nsName(lab, name), ...sandboxes]);
+    for (const n of sandboxes) removeResolvConf(n);
+    await ds.delete('Node', { name }).catch(() => undefined);
+    const subnets = new EtcdSubnetManager({ client: ds.client, clusterCIDR: ADDRESS_PLAN.clusterCIDR, subnetLen: ADDRESS_PLAN.nodeSubnetBits });
+    await subnets.releaseLease(name);
+    await subnets.close();
+  } finally {
+    await ds.close();
+  }
+  state.daemons = state.daemons.filter((d) => !mine.includes(d));
+  state.nodes = labNodes(state).filter((i) => i !== index);
+  writeState(lab, state);
+  progress(`${name} removed`);
 }
 
 export async function up(options: LabOptions, progress: Progress = () => undefined): Promise<LabState> {
@@ -141,21 +253,38 @@ export async function up(options: LabOptions, progress: Progress = () => undefin
       mkdirSync(join(nodeDir, 'net.d'), { recursive: true });
     }
     for (const c of nodeComponents) {
-      await Promise.all(
-        plan.nodes.map(async (node) => {
-          const nodeDir = join(dir, 'nodes', node.name);
-          track(startDaemon(`${c.role}/${node.name}`, node.netns, c.argv({ plan, node, dir: nodeDir, cli, etcdURL }), join(dir, 'logs', `${c.role}-${node.name}.log`)));
-          await c.ready?.({ dir: nodeDir });
-        }),
-      );
+      await Promise.all(plan.nodes.map((node) => startNodeComponent(c, plan, node, dir, cli, etcdURL, track)));
       progress(`nodes: ${c.role} on ${plan.nodes.length} node(s)`);
     }
+    await waitForNodes(state, plan.nodes.map((n) => n.name));
+    progress(`nodes: ${plan.nodes.length} Ready`);
     progress(`lab "${lab}" is up in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
     return state;
   } catch (err) {
     progress(`lab up failed; removing what was made`);
     await down(lab);
     throw err;
+  }
+}
+
+/** Waits until every named node is registered and Ready (its agent wrote the CNI config). */
+export async function waitForNodes(state: LabState, names: string[], timeoutMs = 60_000): Promise<void> {
+  const ds = new EtcdDatastore({ endpoints: `unix://${state.etcdSocket}` });
+  try {
+    let notReady = names;
+    await waitFor(
+      `node(s) ${names.join(', ')}`,
+      async () => {
+        const nodes = await ds.list('Node').catch(() => ({ items: [] }));
+        const ready = new Set(nodes.items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).map((n) => n.metadata.name));
+        notReady = names.filter((n) => !ready.has(n));
+        return notReady.length === 0;
+      },
+      timeoutMs,
+      `see the agent and kubelet logs in ${join(stateDir(state.options.name), 'logs')}`,
+    );
+  } finally {
+    await ds.close();
   }
 }
 
@@ -174,6 +303,8 @@ export async function down(lab: string): Promise<DownReport> {
   const inside = (await Promise.all(namespaces.map(namespacePids))).flat();
   await stopPids(inside, 1000);
   await deleteNamespaces(namespaces);
+  // The pods' resolv.conf files (ip netns exec reads /etc/netns/<namespace>/).
+  if (existsSync('/etc/netns')) for (const n of readdirSync('/etc/netns')) if (n.startsWith(nsPrefix(lab))) removeResolvConf(n);
   removeState(lab);
   return { daemons: daemonPids.length, processes: inside.length, namespaces: namespaces.length };
 }

@@ -15,11 +15,16 @@ export interface Daemon {
   log: string;
 }
 
-/** Starts `argv` inside `netns`; `ip netns exec` execs the command, so the PID is the daemon's. */
+/**
+ * Starts `argv` inside `netns`. nsenter (not `ip netns exec`) because the latter also gives the
+ * command a mount namespace of its own: namespaces the daemon then adds (a kubelet's pod
+ * sandboxes) would be invisible to the rest of the host. nsenter execs the command, so the
+ * PID is the daemon's.
+ */
 export function startDaemon(role: string, netns: string, argv: string[], log: string, cwd?: string): Daemon {
   const fd = openSync(log, 'a');
   try {
-    const child = spawn('ip', ['netns', 'exec', netns, ...argv], { detached: true, stdio: ['ignore', fd, fd], cwd });
+    const child = spawn('nsenter', [`--net=/var/run/netns/${netns}`, '--', ...argv], { detached: true, stdio: ['ignore', fd, fd], cwd });
     if (child.pid === undefined) throw new LabError('PODNET_LAB_START_FAILED', `could not start ${role} (${argv[0]})`);
     child.unref();
     return { role, netns, pid: child.pid, log };

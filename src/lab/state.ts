@@ -14,6 +14,8 @@ export interface LabState {
   options: LabOptions;
   createdAt: string;
   daemons: Daemon[];
+  /** Node indexes now in the lab (after node add/remove); absent means 1..options.nodes. */
+  nodes?: number[];
   /** How the CLI reaches etcd: a unix socket in the state directory (no traffic in the root namespace). */
   etcdSocket: string;
   /** How the nodes reach etcd: over the underlay. */

@@ -1,0 +1,222 @@
+/**
+ * `podnet agent`: the per-node daemon. Start-up order, each step waiting for the one before:
+ *
+ *   1. underlay: the node's address on --iface (the agent runs inside the node's namespace);
+ *   2. datastore, then the node's subnet lease (the same subnet as last time, if it can);
+ *   3. peers: every other node's lease, then a watch that follows them;
+ *   4. data plane: routes or VXLAN entries to every peer, egress masquerade (one sync);
+ *   5. CNI: the subnet file and the conflist, written only now, so that no pod starts on a
+ *      node whose network is not there yet;
+ *   6. drift repair: the same sync every --resync, which writes nothing when nothing changed.
+ *
+ * Stopping (SIGTERM) stops renewing the lease without giving it back and leaves the kernel
+ * state alone, so a restarted agent finds its subnet and its routes and no connection drops.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Counter, Gauge, Histogram } from 'prom-client';
+import { createDaemon, every } from '../daemon/index.ts';
+import { type Datastore, EtcdDatastore, isNotFound, updateWithRetry } from '../datastore/index.ts';
+import { describe } from '../errors/index.ts';
+import { run } from '../kernel/index.ts';
+import type { HeldLease, SubnetLease, SubnetManager } from '../subnet/index.ts';
+import { Dataplane, type ApplyResult } from './dataplane.ts';
+import { writeConflist, writeSubnetFile } from './cniconf.ts';
+import { vtepMac } from './vxlan.ts';
+import type { Backend, DataplaneSpec, NodeSpec } from './types.ts';
+
+export interface AgentOptions {
+  nodeName: string;
+  etcd: string;
+  backend: Backend;
+  clusterCIDR: string;
+  subnetLen: number;
+  iface: string;
+  cniConfDir: string;
+  subnetFile: string;
+  ipamDataDir?: string;
+  /** The subnet to ask for when the node has none yet (the one it had last time wins). */
+  preferredSubnet?: string;
+  metricsHost: string;
+  metricsPort: number;
+  resyncMs: number;
+  /** Builds the subnet manager over the datastore (etcd or, later, the Kubernetes API). */
+  subnets: (ds: Datastore, cfg: { clusterCIDR: string; subnetLen: number }) => SubnetManager;
+}
+
+/** The node's first global IPv4 address on the underlay interface. */
+export async function underlayAddress(iface: string): Promise<string> {
+  const { stdout } = await run('ip', ['-j', '-4', 'addr', 'show', 'dev', iface]);
+  const info = JSON.parse(stdout) as Array<{ addr_info?: Array<{ local: string; scope?: string }> }>;
+  const addr = info[0]?.addr_info?.find((a) => a.scope === 'global')?.local;
+  if (!addr) throw new Error(`interface ${iface} has no IPv4 address: give the agent the node's underlay interface with --iface`);
+  return addr;
+}
+
+function previousSubnet(file: string): string | undefined {
+  try {
+    return (JSON.parse(readFileSync(file, 'utf8')) as { subnet?: string }).subnet;
+  } catch {
+    return undefined;
+  }
+}
+
+function toNodeSpec(l: SubnetLease): NodeSpec {
+  const spec: NodeSpec = { name: l.nodeName, nodeIP: l.nodeIP, subnet: l.subnet };
+  const mac = l.backendData?.vtepMAC;
+  if (typeof mac === 'string') spec.vtepMac = mac;
+  return spec;
+}
+
+export async function runAgent(o: AgentOptions): Promise<void> {
+  const d = createDaemon('agent', { node: o.nodeName });
+  const m = {
+    peers: new Gauge({ name: 'podnet_agent_peers', help: 'Other nodes this node connects to', registers: [d.registry] }),
+    routes: new Gauge({ name: 'podnet_agent_routes_programmed', help: 'Routes/FDB/neighbour entries added in the last sync', labelNames: ['kind'], registers: [d.registry] }),
+    syncs: new Counter({ name: 'podnet_agent_syncs_total', help: 'Data plane syncs', labelNames: ['result', 'changed'], registers: [d.registry] }),
+    syncSeconds: new Histogram({ name: 'podnet_agent_sync_duration_seconds', help: 'Duration of a data plane sync', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [d.registry] }),
+    errors: new Counter({ name: 'podnet_agent_errors_total', help: 'Errors, by kind', labelNames: ['kind'], registers: [d.registry] }),
+    lease: new Gauge({ name: 'podnet_agent_lease_held', help: '1 while the node holds its subnet lease', labelNames: ['subnet'], registers: [d.registry] }),
+  };
+  await d.serve(o.metricsHost, o.metricsPort);
+
+  // 1. Underlay.
+  const nodeIP = await underlayAddress(o.iface);
+  d.log.info({ nodeIP, iface: o.iface, backend: o.backend }, 'underlay');
+
+  // 2. Datastore and lease.
+  const ds = new EtcdDatastore({ endpoints: o.etcd });
+  d.onShutdown(() => ds.close());
+  const subnets = o.subnets(ds, { clusterCIDR: o.clusterCIDR, subnetLen: o.subnetLen });
+  const attrs = { nodeName: o.nodeName, nodeIP, backendType: o.backend, backendData: { vtepMAC: vtepMac(o.nodeName), vni: 1 } };
+  const preferred = previousSubnet(o.subnetFile) ?? o.preferredSubnet;
+  let held: HeldLease | undefined;
+  let leaseOK = false;
+  held = await subnets.acquireLease(attrs, {
+    ...(preferred ? { preferredSubnet: preferred } : {}),
+    signal: d.signal,
+    onChange: (c) => {
+      if (c.type === 'lost') {
+        leaseOK = false;
+        m.lease.reset();
+        m.errors.inc({ kind: 'lease' });
+        d.log.error({ subnet: c.subnet, err: c.error.message }, 'subnet lease lost; forwarding goes on, re-acquiring');
+      } else {
+        leaseOK = true;
+        m.lease.set({ subnet: c.lease.subnet }, 1);
+        d.log.info({ subnet: c.lease.subnet, same: c.sameSubnet }, 'subnet lease re-acquired');
+        queueSync();
+      }
+    },
+  });
+  leaseOK = true;
+  m.lease.set({ subnet: held.lease.subnet }, 1);
+  d.onShutdown(() => held?.detach());
+  d.log.info({ subnet: held.lease.subnet, ttl: held.ttlSeconds }, 'subnet leased');
+  d.addHealthCheck('lease', () => leaseOK);
+
+  // 3. Peers.
+  const peers = new Map<string, SubnetLease>();
+  const list = await subnets.listLeases();
+  for (const l of list.leases) peers.set(l.nodeName, l);
+  const watch = subnets.watchLeases({ fromRevision: list.revision, signal: d.signal });
+  void (async () => {
+    try {
+      for await (const ev of watch) {
+        if (ev.type === 'DELETED') peers.delete(ev.object.nodeName);
+        else peers.set(ev.object.nodeName, ev.object);
+        d.log.info({ peer: ev.object.nodeName, event: ev.type, subnet: ev.object.subnet }, 'peer lease changed');
+        queueSync();
+      }
+    } catch (err) {
+      if (!d.signal.aborted) {
+        m.errors.inc({ kind: 'watch' });
+        d.log.error({ err: describe(err) }, 'lease watch ended');
+      }
+    }
+  })();
+
+  // 4. Data plane.
+  const dataplane = new Dataplane();
+  let lastOK = false;
+  let syncing: Promise<ApplyResult | undefined> | undefined;
+  let pending = false;
+  let cniWritten = false;
+  const spec = (): DataplaneSpec => ({
+    self: { name: o.nodeName, nodeIP, subnet: held!.lease.subnet, vtepMac: vtepMac(o.nodeName) },
+    peers: [...peers.values()].filter((l) => l.nodeName !== o.nodeName).map(toNodeSpec),
+    clusterCIDR: o.clusterCIDR,
+    backend: o.backend,
+    underlayIface: o.iface,
+  });
+  const sync = async (why: string): Promise<ApplyResult | undefined> => {
+    const end = m.syncSeconds.startTimer();
+    try {
+      const r = await dataplane.apply(spec());
+      end();
+      lastOK = r.errors.length === 0;
+      m.syncs.inc({ result: lastOK ? 'ok' : 'partial', changed: String(r.changed) });
+      m.peers.set(spec().peers.length);
+      m.routes.set({ kind: 'routes' }, r.routes.added);
+      m.routes.set({ kind: 'fdb' }, r.fdb.added);
+      m.routes.set({ kind: 'neigh' }, r.neighs.added);
+      for (const e of r.errors) {
+        m.errors.inc({ kind: e.code });
+        d.log.warn({ code: e.code, peer: e.peer }, e.message);
+      }
+      if (r.changed) d.log.info({ why, routes: r.routes, fdb: r.fdb, neighs: r.neighs, masq: r.masq, device: r.device }, 'data plane synced');
+      // 5. CNI: after the first sync, and whenever the pod MTU might change.
+      if (r.podMTU !== undefined) {
+        const wroteSubnet = await writeSubnetFile(o.subnetFile, { network: o.clusterCIDR, subnet: held!.lease.subnet, mtu: r.podMTU });
+        const conf = { mtu: r.podMTU, subnetFile: o.subnetFile, cniVersion: '1.1.0', portmap: false, ...(o.ipamDataDir ? { dataDir: o.ipamDataDir } : {}) };
+        const wroteConf = await writeConflist(join(o.cniConfDir, '10-podnet.conflist'), conf);
+        if (wroteSubnet || wroteConf || !cniWritten) d.log.info({ subnet: held!.lease.subnet, mtu: r.podMTU, dir: o.cniConfDir }, 'CNI configuration written');
+        cniWritten = true;
+      }
+      return r;
+    } catch (err) {
+      end();
+      lastOK = false;
+      m.syncs.inc({ result: 'error', changed: 'false' });
+      m.errors.inc({ kind: 'sync' });
+      d.log.error({ err: describe(err), why }, 'data plane sync failed');
+      return undefined;
+    }
+  };
+  // Syncs never overlap; a change during a sync queues exactly one more.
+  function queueSync(why = 'peers changed'): void {
+    if (syncing) {
+      pending = true;
+      return;
+    }
+    syncing = sync(why).finally(() => {
+      syncing = undefined;
+      if (pending) {
+        pending = false;
+        queueSync(why);
+      }
+    });
+  }
+  queueSync('start');
+  await syncing;
+  d.addHealthCheck('dataplane', () => lastOK);
+
+  // The Node object carries the node's pod CIDR (kubectl get nodes shows it; DNS and policy use it).
+  const publishPodCIDR = async (): Promise<void> => {
+    await updateWithRetry(ds, 'Node', { name: o.nodeName }, (n) => {
+      if (n.spec?.podCIDR === held!.lease.subnet) return n;
+      n.spec = { ...(n.spec ?? {}), podCIDR: held!.lease.subnet, podCIDRs: [held!.lease.subnet] };
+    }).catch((err) => {
+      if (!isNotFound(err)) throw err; // The kubelet has not registered the node yet: next round.
+    });
+  };
+  await publishPodCIDR().catch((err) => d.log.warn({ err: describe(err) }, 'could not publish podCIDR yet'));
+
+  // 6. Drift repair.
+  every(o.resyncMs, d.signal, d.log, 'resync', async () => {
+    if (!syncing) queueSync('resync');
+    await publishPodCIDR();
+  });
+  d.log.info({ node: o.nodeName, subnet: held.lease.subnet, peers: peers.size - 1 }, 'agent running');
+  await d.runUntilStopped();
+}

@@ -1,0 +1,163 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CommandError, type RunOptions, type Runner } from '../kernel/index.ts';
+import { Dataplane, batchFailures } from './dataplane.ts';
+import { planEgressMasq } from './masq.ts';
+import { parseSubnet } from '../netaddr/index.ts';
+import type { DataplaneSpec } from './types.ts';
+import { vtepMac } from './vxlan.ts';
+
+const spec = (backend: 'host-gw' | 'vxlan'): DataplaneSpec => ({
+  self: { name: 'node1', nodeIP: '192.168.1.11', subnet: '10.244.1.0/24' },
+  peers: [{ name: 'node2', nodeIP: '192.168.1.12', subnet: '10.244.2.0/24', vtepMac: '02:00:00:00:00:02' }],
+  clusterCIDR: '10.244.0.0/16',
+  backend,
+  underlayIface: 'eth0',
+});
+
+const ETH0 = JSON.stringify([{ ifname: 'eth0', mtu: 1500, flags: ['UP'], addr_info: [{ family: 'inet', local: '192.168.1.11', prefixlen: 24, scope: 'global' }] }]);
+const MASQ = `table inet podnet {\n\tchain egress-masq {\n${planEgressMasq(parseSubnet('10.244.0.0/16')).listing.map((l) => `\t\t${l}`).join('\n')}\n\t}\n}\n`;
+const DEVICE = JSON.stringify([
+  {
+    ifindex: 7,
+    ifname: 'podnet.1',
+    flags: ['UP'],
+    mtu: 1450,
+    address: vtepMac('node1'),
+    linkinfo: { info_kind: 'vxlan', info_data: { id: 1, local: '192.168.1.11', link: 'eth0', port: 4789, learning: false } },
+    addr_info: [{ family: 'inet', local: '10.244.1.0', prefixlen: 32, scope: 'global' }],
+  },
+]);
+
+interface Call {
+  cmd: string;
+  input: string | undefined;
+  netns: string | undefined;
+}
+
+/** A recording fake kernel: answers by command line; a missing answer is a CommandError. */
+function fake(answers: Record<string, string | ((input: string | undefined) => string)>): { runner: Runner; calls: Call[] } {
+  const calls: Call[] = [];
+  const runner: Runner = async (file, args, opts: RunOptions = {}) => {
+    const cmd = [file, ...args].join(' ');
+    calls.push({ cmd, input: opts.input, netns: opts.netns });
+    const a = answers[cmd];
+    if (a === undefined) throw new CommandError([file, ...args], 1, 'Error: does not exist');
+    return { stdout: typeof a === 'function' ? a(opts.input) : a, stderr: '' };
+  };
+  return { runner, calls };
+}
+
+const reads = {
+  'ip -j addr show dev eth0': ETH0,
+  'ip -j -4 route show table main proto 112': '[]',
+  'ip -d -j addr show type vxlan': '[]',
+  'ip -j neigh show dev podnet.1': '[]',
+  'bridge -j fdb show dev podnet.1': '[]',
+};
+const steadyVxlan = {
+  ...reads,
+  'ip -j -4 route show table main proto 112': '[{"dst":"10.244.2.0/24","gateway":"10.244.2.0","dev":"podnet.1","flags":["onlink"]}]',
+  'ip -d -j addr show type vxlan': DEVICE,
+  'ip -j neigh show dev podnet.1': '[{"dst":"10.244.2.0","lladdr":"02:00:00:00:00:02","state":["PERMANENT"]}]',
+  'bridge -j fdb show dev podnet.1': '[{"mac":"02:00:00:00:00:02","dst":"192.168.1.12","flags":["self"],"state":"permanent"}]',
+  'nft list chain inet podnet egress-masq': MASQ,
+  'ethtool -K podnet.1 tx off': '',
+};
+const writes = (calls: Call[]) => calls.filter((c) => !/ (show|list) /.test(c.cmd)).map((c) => c.cmd);
+
+describe('Dataplane (executor) against a fake kernel', () => {
+  test('a resync with nothing changed only reads (after the first ethtool)', async () => {
+    const { runner, calls } = fake(steadyVxlan);
+    const dp = new Dataplane({ runner });
+    const first = await dp.apply(spec('vxlan'));
+    assert.deepEqual(writes(calls), ['ethtool -K podnet.1 tx off']);
+    assert.equal(first.changed, false);
+    calls.length = 0;
+    const r = await dp.apply(spec('vxlan'));
+    assert.deepEqual(writes(calls), []);
+    assert.equal(r.writes, 0);
+    assert.equal(r.reads, 6);
+    assert.equal(r.changed, false);
+    assert.deepEqual(r.errors, []);
+    assert.equal(r.podMTU, 1450);
+  });
+
+  test('an empty node gets one ip batch, ethtool, one bridge batch, one nft script, in that order', async () => {
+    const { runner, calls } = fake({ ...reads, 'ip -force -batch -': '', 'bridge -force -batch -': '', 'nft -f -': '', 'ethtool -K podnet.1 tx off': '' });
+    const r = await new Dataplane({ runner, netns: '/var/run/netns/pnt-x' }).apply(spec('vxlan'));
+    assert.deepEqual(writes(calls), ['ip -force -batch -', 'ethtool -K podnet.1 tx off', 'bridge -force -batch -', 'nft -f -']);
+    assert.match(calls.find((c) => c.cmd === 'ip -force -batch -')!.input!, /^link add podnet\.1 .*\nlink set dev podnet\.1 up\n/);
+    assert.ok(calls.every((c) => c.netns === '/var/run/netns/pnt-x'), 'every command runs in the given namespace');
+    assert.equal(r.device, 'created');
+    assert.deepEqual(r.routes, { added: 1, changed: 0, removed: 0 });
+    assert.deepEqual(r.fdb, { added: 1, changed: 0, removed: 0 });
+    assert.deepEqual(r.neighs, { added: 1, changed: 0, removed: 0 });
+    assert.equal(r.masq, 'write');
+    assert.equal(r.changed, true);
+  });
+
+  test('without ethtool the error says so, and the rest is applied', async () => {
+    const answers: Record<string, string> = { ...steadyVxlan };
+    delete answers['ethtool -K podnet.1 tx off'];
+    const base = fake(answers);
+    const runner: Runner = async (file, args, opts) => {
+      if (file === 'ethtool') throw new CommandError([file, ...args], null, 'spawn ethtool ENOENT', Object.assign(new Error('spawn ethtool ENOENT'), { code: 'ENOENT' }));
+      return base.runner(file, args, opts);
+    };
+    const r = await new Dataplane({ runner }).apply(spec('vxlan'));
+    assert.equal(r.errors.length, 1);
+    assert.equal(r.errors[0]!.code, 'PODNET_ETHTOOL_MISSING');
+    assert.match(r.errors[0]!.message, /ethtool is not installed/);
+  });
+
+  test('a read that fails changes nothing and says why', async () => {
+    const { runner, calls } = fake({ 'ip -j addr show dev eth0': ETH0 });
+    const r = await new Dataplane({ runner }).apply(spec('host-gw'));
+    assert.deepEqual(writes(calls), []);
+    assert.equal(r.errors[0]!.code, 'PODNET_READ_FAILED');
+  });
+
+  test('a missing underlay leaves routes alone and is reported', async () => {
+    const { runner, calls } = fake({ ...reads, 'ip -j addr show dev eth0': '', 'nft list chain inet podnet egress-masq': MASQ });
+    const wrapped: Runner = async (file, args, opts) => {
+      if (args.join(' ') === '-j addr show dev eth0') throw new CommandError([file, ...args], 1, 'Device "eth0" does not exist.');
+      return runner(file, args, opts);
+    };
+    const r = await new Dataplane({ runner: wrapped }).apply(spec('host-gw'));
+    assert.deepEqual(writes(calls), []);
+    assert.equal(r.errors[0]!.code, 'PODNET_NO_UNDERLAY');
+  });
+
+  test('a failed batch line is reported with its reason, and counts are what really changed', async () => {
+    let routes = '[]';
+    const { runner } = fake({
+      ...reads,
+      'nft list chain inet podnet egress-masq': MASQ,
+      'ip -j -4 route show table main proto 112': () => routes,
+    });
+    const wrapped: Runner = async (file, args, opts) => {
+      if (args.join(' ') === '-force -batch -') {
+        routes = '[]';
+        throw new CommandError([file, ...args], 2, 'RTNETLINK answers: Network is unreachable\nCommand failed -:1\n');
+      }
+      return runner(file, args, opts);
+    };
+    const r = await new Dataplane({ runner: wrapped }).apply(spec('host-gw'));
+    assert.deepEqual(r.routes, { added: 0, changed: 0, removed: 0 });
+    assert.equal(r.errors.length, 1);
+    assert.equal(
+      r.errors[0]!.message,
+      'ip -batch: 1 of 1 commands failed: "route replace 10.244.2.0/24 via 192.168.1.12 dev eth0 proto 112": RTNETLINK answers: Network is unreachable',
+    );
+  });
+});
+
+describe('batchFailures', () => {
+  const cases: Array<{ name: string; stderr: string; want: string[] }> = [
+    { name: 'pairs each failure with its line', stderr: 'RTNETLINK answers: File exists\nCommand failed -:2\n', want: ['"b": RTNETLINK answers: File exists'] },
+    { name: 'keeps a reason without a line number', stderr: 'RTNETLINK answers: No such file or directory\n', want: ['RTNETLINK answers: No such file or directory'] },
+    { name: 'says something when stderr is empty', stderr: '', want: ['ip -batch failed'] },
+  ];
+  for (const c of cases) test(c.name, () => assert.deepEqual(batchFailures('ip', ['a', 'b', 'c'], c.stderr), c.want));
+});

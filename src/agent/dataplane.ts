@@ -1,0 +1,328 @@
+/**
+ * The executor: the only code of the data plane that runs commands. One apply is
+ *
+ *   read     a handful of `-j` queries in parallel (underlay, podnet routes, VXLAN devices,
+ *            neighbours, FDB, the masquerade chain)
+ *   plan     planDataplane (pure)
+ *   diff     diffDataplane (pure)
+ *   write    at most one `ip -force -batch -`, one `ethtool`, one `bridge -force -batch -`
+ *            and one `nft -f -`, and only those that have lines
+ *
+ * so the periodic resync that repairs drift (a route someone deleted, an FDB entry lost with
+ * a flapping link) costs a few reads and writes nothing when nothing changed. Batches run
+ * with -force: one failing line (a peer the kernel refuses) must not keep the others out.
+ * When a batch fails, the state is read again and the result counts only what really
+ * changed; the failures are returned as values, never thrown, because the caller is a loop
+ * that will simply try again at the next resync.
+ *
+ * The agent runs inside the node's network namespace, so commands run without a namespace
+ * option; tests pass `netns` (a path) and every command goes through nsenter.
+ */
+import { describe as describeError } from '../errors/index.ts';
+import { CommandError, type Runner, run as defaultRun } from '../kernel/index.ts';
+import { parsePrefix } from '../netaddr/index.ts';
+import { type Changes, type Counts, type DeviceAction, type MasqAction, PODNET_RT_PROTO, diffDataplane } from './diff.ts';
+import { EGRESS_CHAIN, EGRESS_TABLE, chainBody } from './masq.ts';
+import { planDataplane } from './plan.ts';
+import { checkSpec } from './spec.ts';
+import { parseFdb, parseNeighs, parseRoutes, parseUnderlay, parseVxlanLinks } from './state.ts';
+import type { Backend, DataplaneError, DataplaneSpec, DesiredState, KernelState } from './types.ts';
+import { vxlanDeviceName } from './vxlan.ts';
+
+export interface DataplaneOptions {
+  /** Run every command in this network namespace (a path such as /var/run/netns/x); tests only. */
+  netns?: string;
+  /** The process runner (a recording fake in unit tests). */
+  runner?: Runner;
+  /** The route protocol number podnet's routes carry. */
+  proto?: number;
+  /** The ethtool program (tests point it at a missing one). */
+  ethtool?: string;
+}
+
+export interface ApplyResult {
+  backend: Backend;
+  /** The MTU pods should use; write it into the subnet file and the conflist. */
+  podMTU: number | undefined;
+  device: DeviceAction;
+  deletedDevices: string[];
+  routes: Counts;
+  neighs: Counts;
+  fdb: Counts;
+  masq: MasqAction;
+  /** Unreachable or invalid peers, failed commands: what to log and count. */
+  errors: DataplaneError[];
+  /** Commands run to read state, and to change it. */
+  reads: number;
+  writes: number;
+  /** Whether anything in the kernel changed. */
+  changed: boolean;
+}
+
+const NO_SUCH_DEVICE = /does not exist|Cannot find device|No such device/;
+
+function isMissingProgram(err: unknown): boolean {
+  if (!(err instanceof CommandError)) return false;
+  const cause = err.cause as { code?: unknown } | undefined;
+  return cause?.code === 'ENOENT' || err.exitCode === 127 || /failed to execute .*No such file/.test(err.stderr);
+}
+
+/** The failed lines of a `-force -batch` run, paired with the kernel's reason. */
+export function batchFailures(tool: string, lines: readonly string[], stderr: string): string[] {
+  const out: string[] = [];
+  let reason = '';
+  for (const raw of stderr.split('\n')) {
+    const l = raw.trim();
+    if (!l) continue;
+    const m = /^Command failed -:(\d+)$/.exec(l);
+    if (m) {
+      out.push(`"${lines[Number(m[1]) - 1] ?? `line ${m[1]}`}": ${reason || 'failed'}`);
+      reason = '';
+    } else {
+      reason = reason ? `${reason}; ${l}` : l;
+    }
+  }
+  if (reason) out.push(reason);
+  return out.length ? out : [`${tool} -batch failed`];
+}
+
+function sub(a: Counts, b: Counts): Counts {
+  return { added: Math.max(0, a.added - b.added), changed: Math.max(0, a.changed - b.changed), removed: Math.max(0, a.removed - b.removed) };
+}
+
+export class Dataplane {
+  private readonly netns: string | undefined;
+  private readonly runner: Runner;
+  private readonly proto: number;
+  private readonly ethtool: string;
+  /** The masquerade script last written and the chain nft listed right after. */
+  private masqMemo: { script: string; listing: string | undefined } | undefined;
+  /** VXLAN devices whose TX checksum offload this process has turned off. */
+  private readonly txOff = new Set<string>();
+
+  constructor(opts: DataplaneOptions = {}) {
+    this.netns = opts.netns;
+    this.runner = opts.runner ?? defaultRun;
+    this.proto = opts.proto ?? PODNET_RT_PROTO;
+    this.ethtool = opts.ethtool ?? 'ethtool';
+  }
+
+  private run(file: string, args: readonly string[], input?: string) {
+    const opts: { netns?: string; input?: string } = {};
+    if (this.netns !== undefined) opts.netns = this.netns;
+    if (input !== undefined) opts.input = input;
+    return this.runner(file, args, opts);
+  }
+
+  /** Like run, but a missing device/chain is an empty answer. */
+  private async query(file: string, args: readonly string[]): Promise<string | undefined> {
+    try {
+      return (await this.run(file, args)).stdout;
+    } catch (err) {
+      if (err instanceof CommandError) return undefined;
+      throw err;
+    }
+  }
+
+  /** Reads the kernel's side of the data plane: six queries, run side by side. */
+  async read(spec: Pick<DataplaneSpec, 'underlayIface' | 'vni' | 'clusterCIDR' | 'backend'>): Promise<KernelState & { reads: number }> {
+    const family = parsePrefix(spec.clusterCIDR, false).ip.family === 6 ? '-6' : '-4';
+    const dev = vxlanDeviceName(spec.vni ?? 1);
+    const wantsVxlan = spec.backend === 'vxlan';
+    const underlayP = this.run('ip', ['-j', 'addr', 'show', 'dev', spec.underlayIface]).then(
+      (r) => parseUnderlay(r.stdout),
+      (err: unknown) => {
+        if (err instanceof CommandError && NO_SUCH_DEVICE.test(err.stderr)) return undefined;
+        throw err;
+      },
+    );
+    const [underlay, routes, links, neighs, fdb, masq] = await Promise.all([
+      underlayP,
+      this.run('ip', ['-j', family, 'route', 'show', 'table', 'main', 'proto', String(this.proto)]).then((r) => parseRoutes(r.stdout)),
+      this.run('ip', ['-d', '-j', 'addr', 'show', 'type', 'vxlan']).then((r) => parseVxlanLinks(r.stdout)),
+      wantsVxlan ? this.query('ip', ['-j', 'neigh', 'show', 'dev', dev]) : Promise.resolve(undefined),
+      wantsVxlan ? this.query('bridge', ['-j', 'fdb', 'show', 'dev', dev]) : Promise.resolve(undefined),
+      this.query('nft', ['list', 'chain', 'inet', EGRESS_TABLE, EGRESS_CHAIN]),
+    ]);
+    return {
+      underlay,
+      routes,
+      devices: links,
+      neighs: neighs === undefined ? [] : parseNeighs(neighs, dev),
+      fdb: fdb === undefined ? [] : parseFdb(fdb, dev),
+      masq,
+      reads: wantsVxlan ? 6 : 4,
+    };
+  }
+
+  /** Plans, diffs and applies; throws only SpecError (the node's own settings are invalid). */
+  async apply(spec: DataplaneSpec): Promise<ApplyResult> {
+    checkSpec(spec);
+    let state: KernelState & { reads: number };
+    try {
+      state = await this.read(spec);
+    } catch (err) {
+      const empty = { added: 0, changed: 0, removed: 0 };
+      return {
+        backend: spec.backend,
+        podMTU: undefined,
+        device: 'none',
+        deletedDevices: [],
+        routes: empty,
+        neighs: { ...empty },
+        fdb: { ...empty },
+        masq: 'unchanged',
+        errors: [{ code: 'PODNET_READ_FAILED', message: `reading the data plane failed, nothing was changed: ${describeError(err)}` }],
+        reads: 6,
+        writes: 0,
+        changed: false,
+      };
+    }
+    const desired = planDataplane(spec, state.underlay);
+    const changes = this.diff(desired, state);
+    const errors = [...desired.errors];
+    let reads = state.reads;
+    let writes = 0;
+    let failed = false;
+
+    if (changes.ip.length) {
+      writes++;
+      try {
+        await this.run('ip', ['-force', '-batch', '-'], changes.ip.join('\n') + '\n');
+      } catch (err) {
+        failed = true;
+        errors.push(this.batchError('ip', changes.ip, err));
+      }
+    }
+    if (changes.freshDevice) this.txOff.delete(changes.freshDevice);
+    const dev = desired.device?.name;
+    if (dev !== undefined && !this.txOff.has(dev)) {
+      writes++;
+      try {
+        await this.run(this.ethtool, ['-K', dev, 'tx', 'off']);
+        this.txOff.add(dev);
+      } catch (err) {
+        errors.push(
+          isMissingProgram(err)
+            ? {
+                code: 'PODNET_ETHTOOL_MISSING',
+                message: `ethtool is not installed (install the ethtool package): TX checksum offload stays on for ${dev}, and some NICs then send VXLAN packets with bad checksums`,
+              }
+            : { code: 'PODNET_APPLY_FAILED', message: `turning off TX checksum offload on ${dev}: ${describeError(err)}` },
+        );
+      }
+    }
+    if (changes.bridge.length) {
+      writes++;
+      try {
+        await this.run('bridge', ['-force', '-batch', '-'], changes.bridge.join('\n') + '\n');
+      } catch (err) {
+        failed = true;
+        errors.push(this.batchError('bridge', changes.bridge, err));
+      }
+    }
+    let masq = changes.masq;
+    if (changes.nft !== undefined) {
+      writes++;
+      try {
+        await this.run('nft', ['-f', '-'], changes.nft);
+        if (desired.masq) {
+          reads++;
+          this.masqMemo = { script: desired.masq.script, listing: await this.query('nft', ['list', 'chain', 'inet', EGRESS_TABLE, EGRESS_CHAIN]) };
+        } else {
+          this.masqMemo = undefined;
+        }
+      } catch (err) {
+        masq = 'unchanged';
+        errors.push({ code: 'PODNET_APPLY_FAILED', message: `nft: ${describeError(err)}` });
+      }
+    }
+
+    let { routes, neighs, fdb, device } = changes;
+    if (failed) {
+      // Count only what really changed: what is still to do after the batch is not done.
+      try {
+        const after = await this.read(spec);
+        reads += after.reads;
+        const left = this.diff(planDataplane(spec, after.underlay), after);
+        routes = sub(routes, left.routes);
+        neighs = sub(neighs, left.neighs);
+        fdb = sub(fdb, left.fdb);
+        if (left.device === 'created' || left.device === 'recreated') device = 'unchanged';
+      } catch {
+        // The errors already say the batch failed.
+      }
+    }
+    const total = (c: Counts) => c.added + c.changed + c.removed;
+    return {
+      backend: spec.backend,
+      podMTU: desired.podMTU,
+      device,
+      deletedDevices: changes.deletedDevices,
+      routes,
+      neighs,
+      fdb,
+      masq,
+      errors,
+      reads,
+      writes,
+      changed:
+        total(routes) + total(neighs) + total(fdb) > 0 ||
+        (device !== 'unchanged' && device !== 'none') ||
+        changes.deletedDevices.length > 0 ||
+        masq === 'write' ||
+        masq === 'remove',
+    };
+  }
+
+  private diff(desired: DesiredState, state: KernelState): Changes {
+    const memo = this.masqMemo;
+    const masqListing = memo && desired.masq && memo.script === desired.masq.script ? memo.listing : undefined;
+    return diffDataplane(desired, state, masqListing === undefined ? { proto: this.proto } : { proto: this.proto, masqListing });
+  }
+
+  private batchError(tool: string, lines: readonly string[], err: unknown): DataplaneError {
+    const stderr = err instanceof CommandError ? err.stderr : describeError(err);
+    const fails = batchFailures(tool, lines, stderr);
+    return { code: 'PODNET_APPLY_FAILED', message: `${tool} -batch: ${fails.length} of ${lines.length} commands failed: ${fails.join(' | ')}` };
+  }
+
+  /**
+   * Removes everything podnet's data plane made: its VXLAN devices (with their neighbour and
+   * FDB entries), its routes, and its masquerade chain (and the `inet podnet` table when
+   * nothing else is left in it). Safe to repeat.
+   */
+  async teardown(): Promise<DataplaneError[]> {
+    const errors: DataplaneError[] = [];
+    const attempt = async (what: string, f: () => Promise<unknown>) => {
+      try {
+        await f();
+      } catch (err) {
+        errors.push({ code: 'PODNET_TEARDOWN_FAILED', message: `${what}: ${describeError(err)}` });
+      }
+    };
+    await attempt('VXLAN devices', async () => {
+      const links = parseVxlanLinks((await this.run('ip', ['-d', '-j', 'addr', 'show', 'type', 'vxlan'])).stdout);
+      if (links.length) await this.run('ip', ['-force', '-batch', '-'], links.map((l) => `link del dev ${l.name}`).join('\n') + '\n');
+    });
+    for (const fam of ['-4', '-6']) {
+      await attempt(`routes (${fam})`, () => this.run('ip', [fam, 'route', 'flush', 'table', 'main', 'proto', String(this.proto)]));
+    }
+    await attempt('masquerade', async () => {
+      if ((await this.query('nft', ['list', 'chain', 'inet', EGRESS_TABLE, EGRESS_CHAIN])) !== undefined) {
+        await this.run('nft', ['delete', 'chain', 'inet', EGRESS_TABLE, EGRESS_CHAIN]);
+      }
+      const table = await this.query('nft', ['list', 'table', 'inet', EGRESS_TABLE]);
+      if (table !== undefined && chainBody(table).length === 0) await this.run('nft', ['delete', 'table', 'inet', EGRESS_TABLE]);
+    });
+    this.masqMemo = undefined;
+    this.txOff.clear();
+    return errors;
+  }
+}
+
+/** One apply with a fresh executor (no memory of earlier applies). */
+export function applyDataplane(spec: DataplaneSpec, opts: DataplaneOptions = {}): Promise<ApplyResult> {
+  return new Dataplane(opts).apply(spec);
+}
+

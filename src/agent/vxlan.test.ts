@@ -1,0 +1,126 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { checkSpec } from './spec.ts';
+import { isVxlanDeviceName, planVxlan, vtepMac, vxlanDeviceName } from './vxlan.ts';
+import type { DataplaneSpec, NodeSpec, Underlay } from './types.ts';
+
+const self: NodeSpec = { name: 'node1', nodeIP: '192.168.1.11', subnet: '10.244.1.0/24' };
+const eth0: Underlay = { name: 'eth0', mtu: 1500, addresses: ['192.168.1.11/24'] };
+
+function spec(peers: NodeSpec[], over: Partial<DataplaneSpec> = {}): DataplaneSpec {
+  return { self, peers, clusterCIDR: '10.244.0.0/16', backend: 'vxlan', underlayIface: 'eth0', ...over };
+}
+
+describe('vtepMac', () => {
+  test('is stable, unicast and locally administered', () => {
+    for (const name of ['node1', 'node2', 'a', 'worker-17.example.com']) {
+      const mac = vtepMac(name);
+      assert.equal(mac, vtepMac(name));
+      assert.match(mac, /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
+      const first = parseInt(mac.slice(0, 2), 16);
+      assert.equal(first & 1, 0, 'unicast');
+      assert.equal(first & 2, 2, 'locally administered');
+    }
+  });
+  test('differs between nodes', () => {
+    const macs = new Set(Array.from({ length: 500 }, (_, i) => vtepMac(`node${i}`)));
+    assert.equal(macs.size, 500);
+  });
+});
+
+describe('vxlan device names', () => {
+  const cases: Array<[number, string]> = [
+    [1, 'podnet.1'],
+    [42, 'podnet.42'],
+    [16777215, 'podnet.16777215'],
+  ];
+  for (const [vni, name] of cases) {
+    test(`VNI ${vni} is ${name}, within the 15-byte limit`, () => {
+      assert.equal(vxlanDeviceName(vni), name);
+      assert.ok(name.length <= 15);
+      assert.ok(isVxlanDeviceName(name));
+    });
+  }
+  for (const name of ['podnet', 'podnet.', 'podnet.0', 'podnet.x', 'cni0', 'flannel.1']) {
+    test(`${name} is not one of ours`, () => assert.equal(isVxlanDeviceName(name), false));
+  }
+});
+
+describe('planVxlan', () => {
+  test('one device with the node IP as VTEP, the subnet .0/32 and MTU − 50', () => {
+    const { device } = planVxlan(checkSpec(spec([])), eth0);
+    assert.deepEqual(device, {
+      name: 'podnet.1',
+      vni: 1,
+      port: 4789,
+      local: '192.168.1.11',
+      dev: 'eth0',
+      mac: vtepMac('node1'),
+      mtu: 1450,
+      address: '10.244.1.0/32',
+    });
+  });
+
+  test('VNI, port, jumbo frames and an explicit MAC are honoured', () => {
+    const s = spec([], { vni: 7, port: 8472, self: { ...self, vtepMac: '0A:00:00:00:00:01' } });
+    const { device } = planVxlan(checkSpec(s), { ...eth0, mtu: 9001 });
+    assert.equal(device.name, 'podnet.7');
+    assert.equal(device.port, 8472);
+    assert.equal(device.mtu, 8951);
+    assert.equal(device.mac, '0a:00:00:00:00:01');
+  });
+
+  const cases: Array<{ name: string; peers: NodeSpec[]; lines: string[]; errors: string[] }> = [
+    {
+      name: 'per peer a route via its .0 onlink, a permanent neighbour and an FDB entry',
+      peers: [
+        { name: 'node3', nodeIP: '192.168.2.13', subnet: '10.244.3.0/24', vtepMac: '02:00:00:00:00:03' },
+        { name: 'node2', nodeIP: '192.168.1.12', subnet: '10.244.2.0/24', vtepMac: '02:00:00:00:00:02' },
+      ],
+      lines: [
+        'route 10.244.2.0/24 via 10.244.2.0 dev podnet.1 onlink',
+        'neigh 10.244.2.0 02:00:00:00:00:02',
+        'fdb 02:00:00:00:00:02 dst 192.168.1.12',
+        'route 10.244.3.0/24 via 10.244.3.0 dev podnet.1 onlink',
+        'neigh 10.244.3.0 02:00:00:00:00:03',
+        'fdb 02:00:00:00:00:03 dst 192.168.2.13',
+      ],
+      errors: [],
+    },
+    {
+      name: 'a peer without a VTEP MAC gets the one derived from its name',
+      peers: [{ name: 'node2', nodeIP: '192.168.1.12', subnet: '10.244.2.0/24' }],
+      lines: [
+        'route 10.244.2.0/24 via 10.244.2.0 dev podnet.1 onlink',
+        `neigh 10.244.2.0 ${vtepMac('node2')}`,
+        `fdb ${vtepMac('node2')} dst 192.168.1.12`,
+      ],
+      errors: [],
+    },
+    {
+      name: 'a peer claiming our VTEP MAC is left out',
+      peers: [{ name: 'node2', nodeIP: '192.168.1.12', subnet: '10.244.2.0/24', vtepMac: vtepMac('node1') }],
+      lines: [],
+      errors: [`peer node2: VTEP MAC ${vtepMac('node1')} is also node1's; left out`],
+    },
+    {
+      name: 'a peer whose node IP is of the other family is left out',
+      peers: [{ name: 'node2', nodeIP: 'fd00::12', subnet: '10.244.2.0/24' }],
+      lines: [],
+      errors: ["peer node2: its node IP fd00::12 is IPv6 but this node's VTEP is IPv4; left out"],
+    },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const p = planVxlan(checkSpec(spec(c.peers)), eth0);
+      const lines: string[] = [];
+      p.routes.forEach((r, i) => {
+        lines.push(`route ${r.dst} via ${r.via} dev ${r.dev}${r.onlink ? ' onlink' : ''}`);
+        lines.push(`neigh ${p.neighs[i]!.ip} ${p.neighs[i]!.mac}`);
+        lines.push(`fdb ${p.fdb[i]!.mac} dst ${p.fdb[i]!.dst}`);
+      });
+      assert.deepEqual(lines, c.lines);
+      assert.deepEqual(p.errors.map((e) => e.message), c.errors);
+    });
+  }
+});
