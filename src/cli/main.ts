@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { PodnetError } from '../errors/index.ts';
 import { runDemo } from '../demo/index.ts';
 import { DEFAULT_CNI_SOCKET, startCniServer } from '../cni/index.ts';
-import { labCommand, runKubelet, serveEcho } from '../lab/index.ts';
+import { labCommand, quickstart, runKubelet, serveEcho } from '../lab/index.ts';
 import { runController } from '../controller/index.ts';
 import { agentCommand } from '../agent/index.ts';
 
@@ -19,6 +19,13 @@ interface Command {
 }
 
 const commands: Record<string, Command> = {
+  quickstart: {
+    summary: 'what `npm start` runs: a 3-node lab with a sample app, and what to try',
+    async run(argv) {
+      parseArgs({ args: argv, options: {}, strict: true });
+      await quickstart();
+    },
+  },
   demo: {
     summary: 'connect three pods with the CNI plugins in throw-away namespaces, show them talking, clean up',
     async run(argv) {
@@ -83,10 +90,10 @@ const commands: Record<string, Command> = {
   'serve-echo': {
     summary: "the lab's built-in echo image: HTTP server that tells which pod answered and who asked",
     async run(argv) {
-      const { values } = parseArgs({ args: argv, options: { port: { type: 'string', default: process.env.PORT ?? '8080' } }, strict: true });
+      const { values } = parseArgs({ args: argv, options: { port: { type: 'string', default: process.env.PORT ?? '8080' }, name: { type: 'string' } }, strict: true });
       const ac = new AbortController();
       for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => ac.abort());
-      await serveEcho(Number(values.port), ac.signal);
+      await serveEcho(Number(values.port), ac.signal, values.name);
     },
   },
   'cni-server': {
@@ -143,7 +150,8 @@ async function main(argv: string[]): Promise<number> {
   }
   try {
     await cmd.run(rest);
-    return 0;
+    // A command that passes on a child's exit status (lab exec) sets process.exitCode.
+    return Number(process.exitCode ?? 0);
   } catch (err) {
     if (err instanceof PodnetError) {
       console.error(`podnet ${name}: ${err.message} [${err.code}]`);

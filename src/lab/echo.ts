@@ -5,7 +5,8 @@
  */
 import { createServer } from 'node:http';
 
-export function serveEcho(port: number, signal?: AbortSignal): Promise<void> {
+export function serveEcho(port: number, signal?: AbortSignal, name?: string): Promise<void> {
+  if (name) process.env.POD_NAME = name;
   const who = `${process.env.POD_NAME ?? 'echo'} ${process.env.POD_IP ?? ''}`.trim();
   const server = createServer((req, res) => {
     const body = JSON.stringify({ pod: process.env.POD_NAME ?? '', namespace: process.env.POD_NAMESPACE ?? '', podIP: process.env.POD_IP ?? '', node: process.env.NODE_NAME ?? '', client: req.socket.remoteAddress?.replace(/^::ffff:/, '') ?? '', path: req.url ?? '/' });

@@ -8,3 +8,4 @@ export { serveEcho } from './echo.ts';
 export { parseManifests } from './manifest.ts';
 export type { Manifest } from './manifest.ts';
 export { runKubelet } from './kubelet-daemon.ts';
+export { quickstart } from './quickstart.ts';

@@ -211,6 +211,8 @@ export async function up(options: LabOptions, progress: Progress = () => undefin
   };
   try {
     await createNetwork(plan, (m) => progress(`network: ${m}`));
+    // The "internet": a web server on the external host that tells who asked (masquerade shows).
+    track(startDaemon('ext-web', plan.ext, [process.execPath, cli, 'serve-echo', '--port', '80', '--name', 'external-host'], join(dir, 'logs', 'ext-web.log')));
     // etcd: the nodes reach it over the underlay; the CLI through a unix socket in the state
     // directory, so the root namespace's network carries nothing.
     track(
