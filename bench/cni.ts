@@ -401,7 +401,7 @@ function makeVariants(dir: string, plainDir: string, socket: string): Variant[] 
     { key: 'ref', label: 'reference bridge + host-local', plugin: join(REF_BIN, 'bridge'), cniPath: REF_BIN, conf: conf('ref', 1, 'bridge', 'host-local') },
     {
       key: 'thick',
-      label: 'thick: shim + warm podnet cni-server',
+      label: 'shim + warm podnet cni-server',
       plugin: shim,
       cniPath,
       conf: conf('thick', 5, 'podnet-bridge', 'podnet-ipam'),

@@ -14,6 +14,18 @@ const BENCHMARKS: Record<string, Benchmark> = {
     description: 'CNI ADD/DEL latency and start-up: podnet-bridge/podnet-ipam against the reference bridge/host-local (root; ~3 min)',
     load: () => import('../bench/cni.ts'),
   },
+  dataplane: {
+    description: 'TCP throughput (iperf3) pod → pod: same node, host-gw, vxlan, against bare bridge/routed/VXLAN baselines (root; ~4.5 min)',
+    load: () => import('../bench/dataplane.ts'),
+  },
+  lab: {
+    description: 'lab up (3 and 20 nodes), 500 pods to Ready, lab down (root; ~3 min)',
+    load: () => import('../bench/lab.ts'),
+  },
+  dns: {
+    description: 'podnet dns with 10,000 services: dnsperf QPS and latency (internal, NXDOMAIN, search-path mixes), memory per 10,000 services (~2 min)',
+    load: () => import('../bench/dns.ts'),
+  },
 };
 
 const [name, ...rest] = process.argv.slice(2);

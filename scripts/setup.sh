@@ -10,7 +10,7 @@ declare -A PKGS=(
   [ip]=iproute2 [nft]=nftables [iptables]=iptables [conntrack]=conntrack [etcd]=etcd-server
   [/usr/lib/cni/bridge]=containernetworking-plugins [podman]=podman [runc]=runc [ctr]=containerd
   [iperf3]=iperf3 [dig]=bind9-dnsutils [dnsperf]=dnsperf [nsenter]=util-linux [nc]=netcat-openbsd
-  [ping]=iputils-ping [ethtool]=ethtool [ps]=procps [python3]=python3 [curl]=curl
+  [ping]=iputils-ping [ethtool]=ethtool [ps]=procps [python3]=python3 [curl]=curl [arping]=iputils-arping
   # The C compiler and C library headers for the plugins' native shim (native/cni-shim.c).
   [cc]=gcc [/usr/include/stdio.h]=libc6-dev
 )

@@ -22,13 +22,16 @@ export async function agentCommand(argv: string[]): Promise<void> {
       'preferred-subnet': { type: 'string' },
       'metrics-address': { type: 'string', default: '0.0.0.0:9402' },
       resync: { type: 'string', default: '5' },
+      'proxy-mode': { type: 'string', default: 'nftables' },
     },
     strict: true,
   });
-  const usage = 'usage: podnet agent --node-name NAME --etcd URL [--backend host-gw|vxlan] [--cluster-cidr CIDR] [--subnet-len N] [--iface IF] [--cni-conf-dir DIR] [--subnet-file FILE] [--metrics-address HOST:PORT] [--resync SECONDS]';
+  const usage = 'usage: podnet agent --node-name NAME --etcd URL [--backend host-gw|vxlan] [--cluster-cidr CIDR] [--subnet-len N] [--iface IF] [--cni-conf-dir DIR] [--subnet-file FILE] [--metrics-address HOST:PORT] [--resync SECONDS] [--proxy-mode nftables|iptables|none]';
   if (!values['node-name'] || !values.etcd) throw new PodnetError('PODNET_USAGE', usage);
   const backend = values.backend as Backend;
   if (backend !== 'host-gw' && backend !== 'vxlan') throw new PodnetError('PODNET_USAGE', `--backend must be host-gw or vxlan, not "${values.backend}"`);
+  const proxyMode = values['proxy-mode'] as 'nftables' | 'iptables' | 'none';
+  if (!['nftables', 'iptables', 'none'].includes(proxyMode)) throw new PodnetError('PODNET_USAGE', `--proxy-mode must be nftables, iptables or none, not "${proxyMode}"`);
   const [host = '0.0.0.0', portText = ''] = values['metrics-address'].split(/:(?=[^:]*$)/);
   const port = Number(portText);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new PodnetError('PODNET_USAGE', `--metrics-address "${values['metrics-address']}" is not HOST:PORT`);
@@ -46,6 +49,7 @@ export async function agentCommand(argv: string[]): Promise<void> {
     metricsHost: host,
     metricsPort: port,
     resyncMs: Number(values.resync) * 1000,
+    proxyMode,
     subnets: (ds, cfg) => new EtcdSubnetManager({ client: (ds as EtcdDatastore).client, clusterCIDR: cfg.clusterCIDR, subnetLen: cfg.subnetLen }),
   });
 }

@@ -7,7 +7,9 @@
  *   4. data plane: routes or VXLAN entries to every peer, egress masquerade (one sync);
  *   5. CNI: the subnet file and the conflist, written only now, so that no pod starts on a
  *      node whose network is not there yet;
- *   6. drift repair: the same sync every --resync, which writes nothing when nothing changed.
+ *   6. services: the service proxy (nftables or iptables), LoadBalancer address announcement
+ *      and health-check node ports (services.ts);
+ *   7. drift repair: the same sync every --resync, which writes nothing when nothing changed.
  *
  * Stopping (SIGTERM) stops renewing the lease without giving it back and leaves the kernel
  * state alone, so a restarted agent finds its subnet and its routes and no connection drops.
@@ -23,6 +25,7 @@ import type { HeldLease, SubnetLease, SubnetManager } from '../subnet/index.ts';
 import { Dataplane, type ApplyResult } from './dataplane.ts';
 import { writeConflist, writeSubnetFile } from './cniconf.ts';
 import { vtepMac } from './vxlan.ts';
+import { startServiceAgent } from './services.ts';
 import type { Backend, DataplaneSpec, NodeSpec } from './types.ts';
 
 export interface AgentOptions {
@@ -40,6 +43,8 @@ export interface AgentOptions {
   metricsHost: string;
   metricsPort: number;
   resyncMs: number;
+  /** The service proxy: nftables (default) or iptables; 'none' leaves services to someone else. */
+  proxyMode: 'nftables' | 'iptables' | 'none';
   /** Builds the subnet manager over the datastore (etcd or, later, the Kubernetes API). */
   subnets: (ds: Datastore, cfg: { clusterCIDR: string; subnetLen: number }) => SubnetManager;
 }
@@ -212,7 +217,13 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   };
   await publishPodCIDR().catch((err) => d.log.warn({ err: describe(err) }, 'could not publish podCIDR yet'));
 
-  // 6. Drift repair.
+  // 6. Services: the proxy's rules, LoadBalancer announcements, health-check node ports.
+  if (o.proxyMode !== 'none') {
+    const svc = await startServiceAgent(ds, { nodeName: o.nodeName, nodeIP, clusterCIDR: o.clusterCIDR, iface: o.iface, mode: o.proxyMode, fullSyncMs: 60_000 }, d.log, d.registry, d.signal);
+    d.addHealthCheck('proxy', svc.healthy);
+  }
+
+  // 7. Drift repair.
   every(o.resyncMs, d.signal, d.log, 'resync', async () => {
     if (!syncing) queueSync('resync');
     await publishPodCIDR();

@@ -10,6 +10,7 @@ import { DEFAULT_CNI_SOCKET, startCniServer } from '../cni/index.ts';
 import { labCommand, quickstart, runKubelet, serveEcho } from '../lab/index.ts';
 import { runController } from '../controller/index.ts';
 import { agentCommand } from '../agent/index.ts';
+import { dnsCommand } from '../dns/index.ts';
 
 const VERSION = '0.1.0';
 
@@ -40,6 +41,10 @@ const commands: Record<string, Command> = {
   agent: {
     summary: 'the node agent: subnet lease, routes or VXLAN to peers, egress masquerade, CNI config',
     run: agentCommand,
+  },
+  dns: {
+    summary: 'cluster DNS (Kubernetes DNS spec 1.1.0) from the datastore, forwarding other names',
+    run: dnsCommand,
   },
   controller: {
     summary: 'the controller daemon: Deployments to Pods, scheduling (runs in the control plane)',

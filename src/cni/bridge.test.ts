@@ -106,77 +106,72 @@ describe('planAdd', () => {
     hostVeth: 'pnv0123456789ab',
     containerMac: '0a:58:0a:f4:01:05',
     hostMac: '0a:58:00:00:00:01',
-    nodePid: 4242,
+    podNetns: '/proc/self/fd/3',
   };
   const v4: CniResult = { cniVersion: '1.1.0', ips: [{ address: '10.244.1.5/24', gateway: '10.244.1.1' }] };
   const v6: CniResult = { cniVersion: '1.1.0', ips: [{ address: 'fd00:10:244:1::5/64', gateway: 'fd00:10:244:1::1' }] };
 
-  const cases: Array<{ name: string; over: Record<string, unknown>; ipam: CniResult; container: string[]; host: string[]; routes: CniResult['routes'] }> = [
+  const cases: Array<{ name: string; over: Record<string, unknown>; ipam: CniResult; pod: string[]; node: string[]; routes: CniResult['routes'] }> = [
     {
       name: 'an IPv4 pod with isDefaultGateway gets its address, a default route and the gateway on the bridge',
       over: { isDefaultGateway: true },
       ipam: v4,
-      container: [
-        'link add eth0 address 0a:58:0a:f4:01:05 type veth peer name pnv0123456789ab address 0a:58:00:00:00:01 netns 4242',
-        'addr add 10.244.1.5/24 dev eth0',
-        'link set eth0 up',
-        'route add 0.0.0.0/0 via 10.244.1.1 dev eth0',
+      pod: ['addr add 10.244.1.5/24 dev eth0', 'link set eth0 up', 'route add 0.0.0.0/0 via 10.244.1.1 dev eth0'],
+      node: [
+        'link set cni0 up',
+        'addr replace 10.244.1.1/24 dev cni0',
+        'link add pnv0123456789ab address 0a:58:00:00:00:01 master cni0 up type veth peer name eth0 address 0a:58:0a:f4:01:05 netns /proc/self/fd/3',
+        'link show cni0',
       ],
-      host: ['link set cni0 up', 'addr replace 10.244.1.1/24 dev cni0', 'link set pnv0123456789ab master cni0', 'link set pnv0123456789ab up', 'link show cni0'],
       routes: [{ dst: '0.0.0.0/0', gw: '10.244.1.1' }],
     },
     {
       name: 'without isGateway the bridge gets no address and the pod no default route',
       over: {},
       ipam: v4,
-      container: [
-        'link add eth0 address 0a:58:0a:f4:01:05 type veth peer name pnv0123456789ab address 0a:58:00:00:00:01 netns 4242',
-        'addr add 10.244.1.5/24 dev eth0',
-        'link set eth0 up',
+      pod: ['addr add 10.244.1.5/24 dev eth0', 'link set eth0 up'],
+      node: [
+        'link set cni0 up',
+        'link add pnv0123456789ab address 0a:58:00:00:00:01 master cni0 up type veth peer name eth0 address 0a:58:0a:f4:01:05 netns /proc/self/fd/3',
+        'link show cni0',
       ],
-      host: ['link set cni0 up', 'link set pnv0123456789ab master cni0', 'link set pnv0123456789ab up', 'link show cni0'],
       routes: [],
     },
     {
       name: 'an mtu is set on both ends of the pair at creation',
       over: { mtu: 1450, bridge: 'podnet0' },
       ipam: v4,
-      container: [
-        'link add eth0 address 0a:58:0a:f4:01:05 mtu 1450 type veth peer name pnv0123456789ab address 0a:58:00:00:00:01 mtu 1450 netns 4242',
-        'addr add 10.244.1.5/24 dev eth0',
-        'link set eth0 up',
+      pod: ['addr add 10.244.1.5/24 dev eth0', 'link set eth0 up'],
+      node: [
+        'link set podnet0 up',
+        'link add pnv0123456789ab address 0a:58:00:00:00:01 mtu 1450 master podnet0 up type veth peer name eth0 address 0a:58:0a:f4:01:05 mtu 1450 netns /proc/self/fd/3',
+        'link show podnet0',
       ],
-      host: ['link set podnet0 up', 'link set pnv0123456789ab master podnet0', 'link set pnv0123456789ab up', 'link show podnet0'],
       routes: [],
     },
     {
       name: 'an mtu of 0 puts no mtu on the pair',
       over: { mtu: 0 },
       ipam: v4,
-      container: [
-        'link add eth0 address 0a:58:0a:f4:01:05 type veth peer name pnv0123456789ab address 0a:58:00:00:00:01 netns 4242',
-        'addr add 10.244.1.5/24 dev eth0',
-        'link set eth0 up',
+      pod: ['addr add 10.244.1.5/24 dev eth0', 'link set eth0 up'],
+      node: [
+        'link set cni0 up',
+        'link add pnv0123456789ab address 0a:58:00:00:00:01 master cni0 up type veth peer name eth0 address 0a:58:0a:f4:01:05 netns /proc/self/fd/3',
+        'link show cni0',
       ],
-      host: ['link set cni0 up', 'link set pnv0123456789ab master cni0', 'link set pnv0123456789ab up', 'link show cni0'],
       routes: [],
     },
     {
       name: 'hairpin mode, port isolation and promiscuous mode are set on the node side',
       over: { hairpinMode: true, portIsolation: true, promiscMode: true },
       ipam: v4,
-      container: [
-        'link add eth0 address 0a:58:0a:f4:01:05 type veth peer name pnv0123456789ab address 0a:58:00:00:00:01 netns 4242',
-        'addr add 10.244.1.5/24 dev eth0',
-        'link set eth0 up',
-      ],
-      host: [
+      pod: ['addr add 10.244.1.5/24 dev eth0', 'link set eth0 up'],
+      node: [
         'link set cni0 up',
         'link set cni0 promisc on',
-        'link set pnv0123456789ab master cni0',
+        'link add pnv0123456789ab address 0a:58:00:00:00:01 master cni0 up type veth peer name eth0 address 0a:58:0a:f4:01:05 netns /proc/self/fd/3',
         'link set dev pnv0123456789ab type bridge_slave hairpin on',
         'link set dev pnv0123456789ab type bridge_slave isolated on',
-        'link set pnv0123456789ab up',
         'link show cni0',
       ],
       routes: [],
@@ -185,25 +180,25 @@ describe('planAdd', () => {
       name: 'an IPv6 address is added without duplicate address detection, on the pod and on the bridge',
       over: { isDefaultGateway: true },
       ipam: v6,
-      container: [
-        'link add eth0 address 0a:58:0a:f4:01:05 type veth peer name pnv0123456789ab address 0a:58:00:00:00:01 netns 4242',
-        'addr add fd00:10:244:1::5/64 dev eth0 nodad',
-        'link set eth0 up',
-        'route add ::/0 via fd00:10:244:1::1 dev eth0',
+      pod: ['addr add fd00:10:244:1::5/64 dev eth0 nodad', 'link set eth0 up', 'route add ::/0 via fd00:10:244:1::1 dev eth0'],
+      node: [
+        'link set cni0 up',
+        'addr replace fd00:10:244:1::1/64 dev cni0 nodad',
+        'link add pnv0123456789ab address 0a:58:00:00:00:01 master cni0 up type veth peer name eth0 address 0a:58:0a:f4:01:05 netns /proc/self/fd/3',
+        'link show cni0',
       ],
-      host: ['link set cni0 up', 'addr replace fd00:10:244:1::1/64 dev cni0 nodad', 'link set pnv0123456789ab master cni0', 'link set pnv0123456789ab up', 'link show cni0'],
       routes: [{ dst: '::/0', gw: 'fd00:10:244:1::1' }],
     },
     {
       name: 'enabledad keeps duplicate address detection on the pod’s IPv6 address',
       over: { enabledad: true },
       ipam: v6,
-      container: [
-        'link add eth0 address 0a:58:0a:f4:01:05 type veth peer name pnv0123456789ab address 0a:58:00:00:00:01 netns 4242',
-        'addr add fd00:10:244:1::5/64 dev eth0',
-        'link set eth0 up',
+      pod: ['addr add fd00:10:244:1::5/64 dev eth0', 'link set eth0 up'],
+      node: [
+        'link set cni0 up',
+        'link add pnv0123456789ab address 0a:58:00:00:00:01 master cni0 up type veth peer name eth0 address 0a:58:0a:f4:01:05 netns /proc/self/fd/3',
+        'link show cni0',
       ],
-      host: ['link set cni0 up', 'link set pnv0123456789ab master cni0', 'link set pnv0123456789ab up', 'link show cni0'],
       routes: [],
     },
     {
@@ -214,33 +209,39 @@ describe('planAdd', () => {
         ips: [{ address: '10.244.1.5/24', gateway: '10.244.1.1' }],
         routes: [{ dst: '0.0.0.0/0' }, { dst: '10.96.0.0/12', gw: '10.244.1.254', mtu: 1400, priority: 10 }],
       },
-      container: [
-        'link add eth0 address 0a:58:0a:f4:01:05 type veth peer name pnv0123456789ab address 0a:58:00:00:00:01 netns 4242',
+      pod: [
         'addr add 10.244.1.5/24 dev eth0',
         'link set eth0 up',
         'route add 0.0.0.0/0 via 10.244.1.1 dev eth0',
         'route add 10.96.0.0/12 via 10.244.1.254 dev eth0 mtu 1400 metric 10',
       ],
-      host: ['link set cni0 up', 'addr replace 10.244.1.1/24 dev cni0', 'link set pnv0123456789ab master cni0', 'link set pnv0123456789ab up', 'link show cni0'],
+      node: [
+        'link set cni0 up',
+        'addr replace 10.244.1.1/24 dev cni0',
+        'link add pnv0123456789ab address 0a:58:00:00:00:01 master cni0 up type veth peer name eth0 address 0a:58:0a:f4:01:05 netns /proc/self/fd/3',
+        'link show cni0',
+      ],
       routes: [{ dst: '0.0.0.0/0' }, { dst: '10.96.0.0/12', gw: '10.244.1.254', mtu: 1400, priority: 10 }],
     },
     {
       name: 'disableContainerInterface leaves the pod interface down and without routes',
       over: { isDefaultGateway: true, disableContainerInterface: true },
       ipam: v4,
-      container: [
-        'link add eth0 address 0a:58:0a:f4:01:05 type veth peer name pnv0123456789ab address 0a:58:00:00:00:01 netns 4242',
-        'addr add 10.244.1.5/24 dev eth0',
+      pod: ['addr add 10.244.1.5/24 dev eth0'],
+      node: [
+        'link set cni0 up',
+        'addr replace 10.244.1.1/24 dev cni0',
+        'link add pnv0123456789ab address 0a:58:00:00:00:01 master cni0 up type veth peer name eth0 address 0a:58:0a:f4:01:05 netns /proc/self/fd/3',
+        'link show cni0',
       ],
-      host: ['link set cni0 up', 'addr replace 10.244.1.1/24 dev cni0', 'link set pnv0123456789ab master cni0', 'link set pnv0123456789ab up', 'link show cni0'],
       routes: [{ dst: '0.0.0.0/0', gw: '10.244.1.1' }],
     },
   ];
   for (const c of cases) {
     test(c.name, () => {
       const plan = planAdd(parseBridgeConf(raw(c.over), undefined), c.ipam, names);
-      assert.deepEqual(plan.container, c.container);
-      assert.deepEqual(plan.host, c.host);
+      assert.deepEqual(plan.node, c.node);
+      assert.deepEqual(plan.pod, c.pod);
       assert.deepEqual(plan.routes, c.routes);
     });
   }
@@ -248,7 +249,7 @@ describe('planAdd', () => {
   test('a dual-stack pod gets both addresses and both default routes', () => {
     const ipam: CniResult = { cniVersion: '1.1.0', ips: [...(v4.ips ?? []), ...(v6.ips ?? [])] };
     const plan = planAdd(parseBridgeConf(raw({ isDefaultGateway: true }), undefined), ipam, names);
-    assert.deepEqual(plan.container.slice(1), [
+    assert.deepEqual(plan.pod, [
       'addr add 10.244.1.5/24 dev eth0',
       'addr add fd00:10:244:1::5/64 dev eth0 nodad',
       'link set eth0 up',

@@ -4,29 +4,36 @@
  *
  * What ADD does is what the tutorials do by hand: a veth pair with one end in the pod as
  * `eth0`, the other on the bridge; the pod's address and routes; the gateway address on the
- * bridge. It is planned as plain lists of `ip` batch lines (see plan*), and applied in two
- * process starts: one `ip -batch` inside the pod's namespace, which creates the pair and
- * moves the peer out to the node namespace in the same step, and one on the node side. Each
- * side effect registers its undo; a failure runs them in reverse, so a failed ADD leaves no
- * veth, no lease and no masquerade entry behind.
+ * bridge. It is planned as plain lists of `ip` batch lines (see plan*), and applied by two
+ * `ip -batch` processes: one on the node side, which creates the pair already on the bridge
+ * and up, with its pod end made directly in the pod's namespace, and then one inside the
+ * pod's namespace for the pod end's addresses and routes. Both processes are started before
+ * the IPAM work and wait for their lines, so their start-up (most of what they cost) overlaps
+ * it and each other. Each side effect registers its undo; a failure runs them in reverse, so
+ * a failed ADD leaves no veth, no lease and no masquerade entry behind.
  *
  * Design notes:
  * - The host-side veth name is derived from container ID and interface name, so DEL needs
  *   no state and no pod namespace: deleting the host end removes the pair, and GC can find
  *   veths on the bridge that no valid attachment accounts for.
  * - Both MAC addresses are chosen here and set at creation, so the result needs no read-back.
+ * - The pod's namespace is opened once, here, and the node-side ip(8) names it through this
+ *   process's descriptor (`netns /proc/<pid>/fd/<n>`): no path from the runtime ever becomes
+ *   a word of a batch line.
+ * - The node-side batches go through startIpBatch(): in podnet cni-server that is one
+ *   long-running ip(8) (kernel/ip-session.ts), so a warm call starts only the pod-side one.
  * - When the IPAM type is podnet-ipam, its code runs in this process instead of a second
  *   executable; any other IPAM (the reference host-local, say) is executed as the spec says.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { CniCode, CniError, invalidConfig } from './errors.ts';
 import type { CniPlugin } from './skel.ts';
 import type { Attachment, CniArgs, CniDNS, CniInterface, CniResult, CniRoute, NetConf } from './types.ts';
 import { parseResult } from './version.ts';
 import { delegate } from './delegate.ts';
 import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamStatus } from '../ipam/index.ts';
-import { CommandError, isValidIfName, run } from '../kernel/index.ts';
+import { CommandError, type StartedCommand, isValidIfName, run, start, startIpBatch } from '../kernel/index.ts';
 import { type Family, formatIP, formatPrefix, parsePrefix } from '../netaddr/index.ts';
 import { type MasqEntry, planMasq } from './masq.ts';
 
@@ -138,18 +145,21 @@ interface Addr {
 }
 
 export interface AddPlan {
-  /** `ip -batch` lines run inside the pod namespace. */
-  container: string[];
-  /** `ip -batch` lines run in the node namespace, after the container side. */
-  host: string[];
+  /** `ip -batch` lines run in the node namespace first: the bridge, and the pair made on it. */
+  node: string[];
+  /** `ip -batch` lines run inside the pod namespace after the node side: addresses, routes. */
+  pod: string[];
   routes: CniRoute[];
 }
 
-/** Pure: the ip(8) batch lines of an ADD, from config, IPAM result and names. */
+/**
+ * Pure: the ip(8) batch lines of an ADD, from config, IPAM result and names. `podNetns` is
+ * how the node-side ip(8) names the pod's namespace (a path; add() gives /proc/<pid>/fd/<n>).
+ */
 export function planAdd(
   conf: BridgeConf,
   ipam: CniResult,
-  names: { ifName: string; hostVeth: string; containerMac: string; hostMac: string; nodePid: number },
+  names: { ifName: string; hostVeth: string; containerMac: string; hostMac: string; podNetns: string },
 ): AddPlan {
   const mtu = conf.mtu !== undefined ? ` mtu ${conf.mtu}` : '';
   const addrs: Addr[] = (ipam.ips ?? []).map((ipc) => {
@@ -158,11 +168,9 @@ export function planAdd(
     if (ipc.gateway) a.gateway = ipc.gateway;
     return a;
   });
-  const container = [
-    `link add ${names.ifName} address ${names.containerMac}${mtu} type veth peer name ${names.hostVeth} address ${names.hostMac}${mtu} netns ${names.nodePid}`,
-  ];
-  for (const a of addrs) container.push(`addr add ${a.address} dev ${names.ifName}${a.family === 6 && !conf.enableDad ? ' nodad' : ''}`);
-  if (!conf.disableContainerInterface) container.push(`link set ${names.ifName} up`);
+  const pod: string[] = [];
+  for (const a of addrs) pod.push(`addr add ${a.address} dev ${names.ifName}${a.family === 6 && !conf.enableDad ? ' nodad' : ''}`);
+  if (!conf.disableContainerInterface) pod.push(`link set ${names.ifName} up`);
   const routes: CniRoute[] = (ipam.routes ?? []).map((r) => ({ ...r }));
   if (conf.isDefaultGateway) {
     for (const a of addrs) {
@@ -179,24 +187,26 @@ export function planAdd(
       if (r.advmss) line += ` advmss ${r.advmss}`;
       if (r.priority) line += ` metric ${r.priority}`;
       if (r.table) line += ` table ${r.table}`;
-      container.push(line);
+      pod.push(line);
     }
   }
-  const host = [`link set ${conf.bridge} up`];
-  if (conf.promiscMode) host.push(`link set ${conf.bridge} promisc on`);
+  const node = [`link set ${conf.bridge} up`];
+  if (conf.promiscMode) node.push(`link set ${conf.bridge} promisc on`);
   if (conf.isGateway) {
     for (const a of addrs) {
       if (!a.gateway) continue;
       const bits = parsePrefix(a.address, false).prefix.bits;
-      host.push(`addr replace ${a.gateway}/${bits} dev ${conf.bridge}${a.family === 6 ? ' nodad' : ''}`);
+      node.push(`addr replace ${a.gateway}/${bits} dev ${conf.bridge}${a.family === 6 ? ' nodad' : ''}`);
     }
   }
-  host.push(`link set ${names.hostVeth} master ${conf.bridge}`);
-  if (conf.hairpinMode) host.push(`link set dev ${names.hostVeth} type bridge_slave hairpin on`);
-  if (conf.portIsolation) host.push(`link set dev ${names.hostVeth} type bridge_slave isolated on`);
-  host.push(`link set ${names.hostVeth} up`);
-  host.push(`link show ${conf.bridge}`);
-  return { container, host, routes };
+  // One step makes the pair: the node end on the bridge and up, the pod end in the pod.
+  node.push(
+    `link add ${names.hostVeth} address ${names.hostMac}${mtu} master ${conf.bridge} up type veth peer name ${names.ifName} address ${names.containerMac}${mtu} netns ${names.podNetns}`,
+  );
+  if (conf.hairpinMode) node.push(`link set dev ${names.hostVeth} type bridge_slave hairpin on`);
+  if (conf.portIsolation) node.push(`link set dev ${names.hostVeth} type bridge_slave isolated on`);
+  node.push(`link show ${conf.bridge}`);
+  return { node, pod, routes };
 }
 
 /** Interfaces present in this process's network namespace (/proc/net/dev is per namespace). */
@@ -261,13 +271,27 @@ async function applyMasq(conf: BridgeConf, entries: MasqEntry[], op: 'add' | 'de
 }
 
 async function add(args: CniArgs, conf: BridgeConf): Promise<CniResult> {
+  // The pod's namespace, opened once: the node-side ip(8) makes the pod end of the pair in it.
+  let podNs = -1;
   try {
-    statSync(args.netns);
+    podNs = openSync(args.netns, 'r');
   } catch {
     throw new CniError(CniCode.InvalidEnvironment, `CNI_NETNS ${args.netns} does not exist`);
   }
   const undo: Array<() => Promise<unknown>> = [];
+  // Started processes not yet given their lines: finished empty on the way out if need be.
+  const started = new Set<StartedCommand>();
+  const finish = (c: StartedCommand, lines: string[]): Promise<{ stdout: string }> => {
+    started.delete(c);
+    return c.finish(lines.length > 0 ? lines.join('\n') + '\n' : '');
+  };
   try {
+    await ensureBridge(conf);
+    // Both ip(8) batches start now and wait for their lines while IPAM runs.
+    const node = startIpBatch();
+    started.add(node);
+    const pod = start('ip', ['-batch', '-'], { netns: args.netns });
+    started.add(pod);
     const ipam = await ipamCall('ADD', args, conf);
     undo.push(() => ipamCall('DEL', args, conf));
     if (!ipam || !ipam.ips || ipam.ips.length === 0) throw new CniError(CniCode.Internal, `IPAM plugin ${conf.ipamType} returned no addresses`);
@@ -276,24 +300,25 @@ async function add(args: CniArgs, conf: BridgeConf): Promise<CniResult> {
       hostVeth: hostVethName(args.containerId, args.ifName),
       containerMac: conf.mac ?? randomMac(),
       hostMac: randomMac(),
-      nodePid: process.pid,
+      podNetns: `/proc/${process.pid}/fd/${podNs}`,
     };
     const plan = planAdd(conf, ipam, names);
-    await ensureBridge(conf);
+    const families = new Set(ipam.ips.map((i) => parsePrefix(i.address, false).ip.family));
+    if (conf.isGateway) enableForwarding(families);
+    let stdout: string;
     try {
-      await run('ip', ['-batch', '-'], { netns: args.netns, input: plan.container.join('\n') + '\n' });
+      ({ stdout } = await finish(node, plan.node));
     } catch (err) {
-      // The first line made the pair; if a later one failed the pair exists and must go.
+      // Lines after the one that made the pair may have failed: then the pair exists and must go.
       await run('ip', ['link', 'del', names.hostVeth]).catch(() => undefined);
-      if (err instanceof CommandError && /File exists/.test(err.stderr) && /failed -:1\b/.test(err.stderr)) {
+      const create = plan.node.findIndex((l) => l.startsWith('link add ')) + 1;
+      if (err instanceof CommandError && /File exists/.test(err.stderr) && new RegExp(`failed -:${create}\\b`).test(err.stderr)) {
         throw new CniError(CniCode.InvalidConfig, `interface ${args.ifName} already exists in ${args.netns}, or ${names.hostVeth} on the node`);
       }
       throw err;
     }
     undo.push(() => run('ip', ['link', 'del', names.hostVeth]));
-    const families = new Set(ipam.ips.map((i) => parsePrefix(i.address, false).ip.family));
-    if (conf.isGateway) enableForwarding(families);
-    const { stdout } = await run('ip', ['-j', '-batch', '-'], { input: plan.host.join('\n') + '\n' });
+    await finish(pod, plan.pod);
     const bridgeInfo = JSON.parse(stdout.trim().split('\n').pop() ?? '[]') as Array<{ address?: string }>;
     if (conf.ipMasq) {
       const entries = masqEntries(conf, ipam.ips.map((i) => i.address));
@@ -316,8 +341,11 @@ async function add(args: CniArgs, conf: BridgeConf): Promise<CniResult> {
     if (dns) result.dns = dns;
     return result;
   } catch (err) {
+    for (const c of started) await c.finish('').catch(() => undefined);
     for (const u of undo.reverse()) await u().catch(() => undefined);
     throw err;
+  } finally {
+    if (podNs >= 0) closeSync(podNs);
   }
 }
 
@@ -331,6 +359,9 @@ async function del(args: CniArgs, conf: BridgeConf): Promise<void> {
       ips = [];
     }
   }
+  // Removing the node end removes the pair, wherever the pod end is (or if its namespace is
+  // gone). Started first: the kernel takes longest over it, and the leases go meanwhile.
+  const unlink = startIpBatch().finish(`link del ${hostVethName(args.containerId, args.ifName)}\n`);
   if (conf.ipamType === 'podnet-ipam') {
     const released = ipamDel(conf, args);
     if (ips.length === 0) ips = released.map((ip) => `${ip}/${ip.includes(':') ? 128 : 32}`);
@@ -338,8 +369,7 @@ async function del(args: CniArgs, conf: BridgeConf): Promise<void> {
     await ipamCall('DEL', args, conf);
   }
   try {
-    // Removing the node end removes the pair, wherever the pod end is (or if its namespace is gone).
-    await run('ip', ['link', 'del', hostVethName(args.containerId, args.ifName)]);
+    await unlink;
   } catch (err) {
     if (!(err instanceof CommandError && /Cannot find device|does not exist/.test(err.stderr))) throw err;
   }

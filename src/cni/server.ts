@@ -22,6 +22,9 @@
  *   that answers belongs to a live server and is left alone.
  * - Every request is validated strictly before anything runs; a malformed one closes the
  *   connection. An idle or slow client is dropped after 120 s.
+ * - Being warm is also what lets the node-side ip(8) batches of the plugins run on a few
+ *   long-running ip processes (kernel/ip-session.ts) instead of one started per call: the
+ *   server installs that session while it runs. The batches behave the same either way.
  *
  * Wire format, version 1 (the same text is in native/cni-shim.c: keep the two in step).
  * Integers are little-endian; "str" is a u32 length followed by that many bytes.
@@ -50,6 +53,7 @@ import type { NetConf } from './types.ts';
 import { bridgePlugin } from './bridge.ts';
 import { ipamPlugin } from '../ipam/plugin.ts';
 import { PodnetError, describe } from '../errors/index.ts';
+import { IpSession, useIpSession } from '../kernel/index.ts';
 
 export const DEFAULT_CNI_SOCKET = '/run/podnet/cni.sock';
 
@@ -344,6 +348,8 @@ export async function startCniServer(opts: CniServerOptions): Promise<CniServer>
     throw err;
   }
   server.on('error', (err) => log({ level: 'error', msg: 'cni-server socket error', error: describe(err) }));
+  const ipSession = new IpSession();
+  const unuseIpSession = useIpSession(ipSession);
 
   const closed = new Promise<void>((resolve) => {
     const stop = async (): Promise<void> => {
@@ -357,6 +363,8 @@ export async function startCniServer(opts: CniServerOptions): Promise<CniServer>
       }
       for (const s of sockets) if (!running.has(s)) s.destroy();
       await Promise.allSettled([...inFlight]);
+      unuseIpSession();
+      await ipSession.close();
       resolve();
     };
     if (signal.aborted) void stop();

@@ -7,14 +7,17 @@
  * - scheduling: a pod without spec.nodeName is bound to the least-loaded ready node;
  * - pods on a node that no longer exists are removed (their kubelet is gone);
  * - graceful deletion: a scheduled pod is marked with deletionTimestamp and its kubelet
- *   finishes the job; an unscheduled one is deleted at once.
+ *   finishes the job; an unscheduled one is deleted at once;
+ * - Services: ClusterIP, NodePort and LoadBalancer allocation, and EndpointSlices from the
+ *   pods a Service selects (services.ts; the planners in alloc.ts and endpointslices.ts).
  *
  * Reconciliation is level-based: every change queues a full pass (debounced), and a periodic
  * resync repeats it, so a missed event costs at most one period.
  */
 import { describe } from '../errors/index.ts';
-import { type Datastore, type Informer, type Node, type Pod, createInformer, isNotFound, isConflict } from '../datastore/index.ts';
+import { type Datastore, type EndpointSlice, type Informer, type Node, type Pod, type Service, createInformer, isNotFound, isConflict } from '../datastore/index.ts';
 import { type DeploymentLike, planDeployment, pickNode } from './plan.ts';
+import { ServiceController, type ServiceControllerOptions } from './services.ts';
 
 export interface ControllerLog {
   info(obj: Record<string, unknown>, msg: string): void;
@@ -24,6 +27,8 @@ export interface ControllerLog {
 export interface ControllerOptions {
   resyncMs?: number;
   debounceMs?: number;
+  /** Service CIDR, node port range, LoadBalancer pool, slice size. */
+  services?: ServiceControllerOptions;
 }
 
 export class Controller {
@@ -32,6 +37,10 @@ export class Controller {
   private pods!: Informer<Pod>;
   private nodes!: Informer<Node>;
   private deployments!: Informer<DeploymentLike>;
+  private services!: Informer<Service>;
+  private slices!: Informer<EndpointSlice>;
+  /** Allocation and EndpointSlices; set once started. */
+  serviceController!: ServiceController;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private again = false;
@@ -42,17 +51,22 @@ export class Controller {
   constructor(ds: Datastore, log: ControllerLog, opts: ControllerOptions = {}) {
     this.ds = ds;
     this.log = log;
-    this.opts = { resyncMs: opts.resyncMs ?? 10_000, debounceMs: opts.debounceMs ?? 20 };
+    this.opts = { resyncMs: opts.resyncMs ?? 10_000, debounceMs: opts.debounceMs ?? 20, services: opts.services ?? {} };
   }
 
   async start(signal: AbortSignal): Promise<void> {
     this.pods = createInformer(this.ds, 'Pod');
     this.nodes = createInformer(this.ds, 'Node');
     this.deployments = createInformer(this.ds, 'Deployment') as unknown as Informer<DeploymentLike>;
-    for (const inf of [this.pods, this.nodes, this.deployments] as Array<Informer<unknown>>) {
+    this.services = createInformer(this.ds, 'Service');
+    this.slices = createInformer(this.ds, 'EndpointSlice');
+    const sources = { services: this.services, slices: this.slices, pods: this.pods, nodes: this.nodes };
+    this.serviceController = new ServiceController(this.ds, this.log, sources, this.opts.services);
+    const informers = [this.pods, this.nodes, this.deployments, this.services, this.slices] as Array<Informer<unknown>>;
+    for (const inf of informers) {
       inf.addEventHandler({ onAdd: () => this.queue(), onUpdate: () => this.queue(), onDelete: () => this.queue() });
     }
-    await Promise.all([this.pods.start(signal), this.nodes.start(signal), this.deployments.start(signal)]);
+    await Promise.all(informers.map((inf) => inf.start(signal)));
     const resync = setInterval(() => this.queue(), this.opts.resyncMs);
     signal.addEventListener(
       'abort',
@@ -82,6 +96,7 @@ export class Controller {
       await this.reconcileDeployments();
       await this.reconcileOrphans();
       await this.schedule();
+      await this.serviceController.reconcile();
     } catch (err) {
       this.stats.errors++;
       this.log.error({ err: describe(err) }, 'reconcile pass failed');

@@ -16,7 +16,7 @@
  * without reading every lease.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { linkSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, ftruncateSync, linkSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIP } from '../netaddr/index.ts';
 
@@ -66,6 +66,15 @@ export function sameOwner(lease: Owner, who: Owner): boolean {
 
 function attachmentKey(o: Owner): string {
   return createHash('sha256').update(`${o.containerId}\0${o.ifName}`).digest('hex').slice(0, 40);
+}
+
+/** Removes a file that may be gone already (unlink(2) directly: rmSync costs several calls more). */
+function removeFile(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
 }
 
 export class DiskStore implements LeaseStore {
@@ -125,7 +134,7 @@ export class DiskStore implements LeaseStore {
 
   release(ip: string, owner: Owner): void {
     const held = this.ownerOf(ip);
-    if (held && sameOwner(held, owner)) rmSync(join(this.dir, ip), { force: true });
+    if (held && sameOwner(held, owner)) removeFile(join(this.dir, ip));
   }
 
   owned(owner: Owner): string[] {
@@ -167,10 +176,16 @@ export class DiskStore implements LeaseStore {
   }
 
   setLastReserved(set: number, ip: string): void {
-    // Only a hint for where the next walk starts: written atomically, a lost update is harmless.
-    const tmp = join(this.tmpDir, `${process.pid}.${randomBytes(6).toString('hex')}`);
-    writeFileSync(tmp, ip);
-    renameSync(tmp, join(this.dir, LAST_RESERVED + set));
+    // Only a hint for where the next walk starts, so it is overwritten in place: a rename over
+    // the old file would make ext4 flush the new one (auto_da_alloc) on every ADD, and a torn
+    // or lost update only moves where the next walk starts (claims stay exclusive).
+    const fd = openSync(join(this.dir, LAST_RESERVED + set), constants.O_RDWR | constants.O_CREAT, 0o644);
+    try {
+      writeSync(fd, ip, 0);
+      ftruncateSync(fd, Buffer.byteLength(ip));
+    } finally {
+      closeSync(fd);
+    }
   }
 
   beginAttachment(owner: Owner): boolean {
@@ -184,7 +199,7 @@ export class DiskStore implements LeaseStore {
   }
 
   endAttachment(owner: Owner): void {
-    rmSync(join(this.attachDir, attachmentKey(owner)), { force: true });
+    removeFile(join(this.attachDir, attachmentKey(owner)));
   }
 
   hasAttachment(owner: Owner): boolean {
@@ -204,7 +219,7 @@ export class DiskStore implements LeaseStore {
         out.push({ containerId: rec.containerId, ifName: rec.ifName });
       } catch {
         // A record cut short by a crash has no owner to keep: drop it.
-        rmSync(join(this.attachDir, name), { force: true });
+        removeFile(join(this.attachDir, name));
       }
     }
     return out;

@@ -3,7 +3,7 @@
  * execFile (never a shell), and every name that reaches one is checked first, so a pod
  * name or a config field can never become an option or a second command.
  */
-import { execFile, type ExecFileException } from 'node:child_process';
+import { execFile, spawn, type ExecFileException } from 'node:child_process';
 import { PodnetError } from '../errors/index.ts';
 
 export class CommandError extends PodnetError {
@@ -67,6 +67,54 @@ export const run: Runner = (file, args, opts = {}) => {
     else child.stdin?.end();
   });
 };
+
+/** A command started before its input is known; see start(). */
+export interface StartedCommand {
+  /** Sends the input, closes stdin and waits, settling as run() does. Call it exactly once. */
+  finish(input: string): Promise<RunResult>;
+}
+
+/**
+ * Starts a command now and gives it its input later: the process starts up (a few ms for
+ * ip(8), mostly the dynamic loader) while the caller is busy with something else, as
+ * `ip -batch -` waits for its lines. Every started command must be finished, with '' when
+ * there turned out to be nothing to do, or it waits for input until its timeout.
+ */
+export function start(file: string, args: readonly string[], opts: { netns?: string; timeoutMs?: number } = {}): StartedCommand {
+  let argv = [file, ...args];
+  if (opts.netns !== undefined) {
+    assertPath(opts.netns, 'network namespace path');
+    argv = ['nsenter', `--net=${opts.netns}`, '--', ...argv];
+  }
+  const [cmd, ...rest] = argv as [string, ...string[]];
+  const child = spawn(cmd, rest, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  // A command that fails before reading its input closes the pipe: its exit status says why.
+  child.stdin?.on('error', () => undefined);
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+  const done = new Promise<RunResult>((resolve, reject) => {
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new CommandError(argv, null, err.message, err));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve({ stdout, stderr });
+      else reject(new CommandError(argv, code, stderr || `killed by ${signal}`));
+    });
+  });
+  // Settled here too, so a command whose finish() is never awaited is no unhandled rejection.
+  done.catch(() => undefined);
+  return {
+    finish(input) {
+      child.stdin?.end(input);
+      return done;
+    },
+  };
+}
 
 /** Kernel interface names: 1–15 bytes, none of / : whitespace, and not "." or "..". */
 export function isValidIfName(name: string): boolean {

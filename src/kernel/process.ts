@@ -1,13 +1,23 @@
 /** Processes: liveness by PID, and running a CNI plugin the way a runtime does. */
 import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 
-/** True while a process with this PID exists (signal 0 checks without sending anything). */
+/**
+ * True while a process with this PID runs (signal 0 checks without sending anything). A
+ * zombie does not count: it has exited and only waits for its parent (often an init that
+ * reaps lazily) to collect its status, so waiting for it to go away only wastes time.
+ */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  try {
+    return !/^\d+ \(.*\) [ZX] /s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch (err) {
+    // Gone meanwhile; or no /proc, and then signal 0 is all we know.
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT' || existsSync('/proc/self/stat') === false;
   }
 }
 

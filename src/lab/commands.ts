@@ -6,7 +6,8 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type AnyObject, type Datastore, EtcdDatastore, isAlreadyExists, isNotFound } from '../datastore/index.ts';
+import { type AnyObject, type Datastore, EtcdDatastore, type Pod, type Service, isAlreadyExists, isNotFound, updateWithRetry } from '../datastore/index.ts';
+import { keepAllocatedValues, validateService } from '../controller/alloc.ts';
 import { LabError, nsName } from './plan.ts';
 import { type Manifest, parseManifests } from './manifest.ts';
 import { readState, stateDir } from './state.ts';
@@ -46,6 +47,11 @@ export async function applyManifests(ds: Datastore, manifests: Manifest[], out: 
     const kind = m.kind as AnyObject['kind'];
     const word = `${KIND_WORD[m.kind]}/${m.metadata.name}`;
     const obj = { ...m, kind } as unknown as AnyObject;
+    if (m.kind === 'Service') {
+      // The API server refuses a duplicate or impossible clusterIP/nodePort before storing; so does apply.
+      const problems = validateService(obj as Service, (await ds.list('Service')).items);
+      if (problems.length > 0) throw new LabError('PODNET_INVALID_SERVICE', `${word} is invalid: ${problems.map((p) => p.message).join('; ')}`);
+    }
     try {
       await ds.create(obj);
       out(`${word} created`);
@@ -63,7 +69,9 @@ export async function applyManifests(ds: Datastore, manifests: Manifest[], out: 
         out(`${word} configured`);
         continue;
       }
-      const next = { ...current, metadata: { ...current.metadata, labels: m.metadata.labels, annotations: m.metadata.annotations }, spec: { ...(current.spec as object), ...(m.spec as object) } } as AnyObject;
+      let next = { ...current, metadata: { ...current.metadata, labels: m.metadata.labels, annotations: m.metadata.annotations }, spec: { ...(current.spec as object), ...(m.spec as object) } } as AnyObject;
+      // A re-applied Service keeps the clusterIP and node ports it was given (as kube-apiserver does).
+      if (m.kind === 'Service') next = keepAllocatedValues(current as Service, next as Service);
       if (JSON.stringify(next.spec) === JSON.stringify(current.spec) && JSON.stringify(next.metadata.labels) === JSON.stringify(current.metadata.labels)) {
         out(`${word} unchanged`);
         continue;
@@ -72,6 +80,19 @@ export async function applyManifests(ds: Datastore, manifests: Manifest[], out: 
       out(`${word} configured`);
     }
   }
+}
+
+/**
+ * Marks a scheduled pod for graceful deletion. Its kubelet writes the pod's status all the
+ * while (a crash-looping pod often), so the write is retried on a conflict rather than
+ * failing the user's `delete`.
+ */
+async function markDeleted(ds: Datastore, pod: Pod): Promise<void> {
+  const stamp = new Date().toISOString();
+  await updateWithRetry(ds, 'Pod', refOf(pod), (p) => {
+    if (p.metadata.uid !== pod.metadata.uid || p.metadata.deletionTimestamp) return p;
+    p.metadata.deletionTimestamp = stamp;
+  });
 }
 
 export async function deleteManifests(ds: Datastore, manifests: Manifest[], out: (line: string) => void): Promise<void> {
@@ -83,7 +104,7 @@ export async function deleteManifests(ds: Datastore, manifests: Manifest[], out:
         const pod = await ds.get('Pod', refOf(m));
         if (pod.spec?.nodeName) {
           // Graceful: the pod's kubelet stops it, detaches it and removes the object.
-          await ds.update({ ...pod, metadata: { ...pod.metadata, deletionTimestamp: new Date().toISOString() } });
+          await markDeleted(ds, pod);
         } else {
           await ds.delete('Pod', refOf(m));
         }
@@ -93,7 +114,7 @@ export async function deleteManifests(ds: Datastore, manifests: Manifest[], out:
           for (const i of items.items) await ds.delete(k as 'Service', refOf(i)).catch(() => undefined);
         }
         const pods = await ds.list('Pod', { namespace: m.metadata.name });
-        for (const p of pods.items) await ds.update({ ...p, metadata: { ...p.metadata, deletionTimestamp: new Date().toISOString() } }).catch(() => undefined);
+        for (const p of pods.items) await markDeleted(ds, p).catch((err) => (isNotFound(err) ? undefined : Promise.reject(err)));
         await ds.delete('Namespace', refOf(m));
       } else {
         await ds.delete(kind, refOf(m));

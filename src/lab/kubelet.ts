@@ -8,8 +8,10 @@
  * The store is a small interface (KubeletStore) so this logic is tested without etcd.
  */
 import type { ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
-import { run } from '../kernel/index.ts';
+import { EventEmitter } from 'node:events';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { isAlive, run } from '../kernel/index.ts';
 import { describe } from '../errors/index.ts';
 import {
   type ContainerSpec,
@@ -18,6 +20,7 @@ import {
   cniDel,
   cniGc,
   containerArgv,
+  missingExecutable,
   podNetns,
   probeOnce,
   removeResolvConf,
@@ -60,9 +63,38 @@ export interface KubeletLog {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
+/**
+ * A container process that an earlier kubelet of this node started (this one restarted):
+ * not our child, so it is watched by PID and reported as an exit (status unknown) when gone.
+ */
+class AdoptedProcess extends EventEmitter {
+  readonly pid: number;
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(pid: number) {
+    super();
+    this.pid = pid;
+    this.#timer = setInterval(() => {
+      if (isAlive(this.pid)) return;
+      clearInterval(this.#timer);
+      this.emit('exit', null, null);
+    }, 200);
+    this.#timer.unref();
+  }
+}
+
+/** The inode of a process's (or a named) network namespace, or undefined. */
+function netnsInode(path: string): number | undefined {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
+  }
+}
+
 interface ContainerState {
   spec: ContainerSpec & { ports?: Array<{ name?: string; containerPort: number }> };
-  proc?: ChildProcess;
+  proc?: ChildProcess | AdoptedProcess;
   restarts: number;
   startedAt?: string;
   lastExit?: { exitCode: number | null; signal: string | null; finishedAt: string };
@@ -169,6 +201,11 @@ export class Kubelet {
     const st: PodState = { pod, netns, containers: pod.spec.containers.map((spec) => ({ spec, restarts: 0, ready: false, probeOk: 0, probeFail: 0 })), phase: 'Pending', stopping: false };
     this.pods.set(uid, st);
     try {
+      if (await this.adopt(st)) {
+        await this.report(st);
+        this.startProbes(st);
+        return;
+      }
       await run('ip', ['netns', 'add', netns]).catch(async (err) => {
         // A sandbox left by an earlier kubelet of this node: reuse it only if it is empty.
         if (!/File exists/.test(describe(err))) throw err;
@@ -190,6 +227,52 @@ export class Kubelet {
     }
     await this.report(st);
     this.startProbes(st);
+  }
+
+  /**
+   * Takes over a pod whose sandbox an earlier kubelet of this node made (this kubelet
+   * restarted): its network stays as it is (a second CNI ADD would be refused, and would
+   * break the pod's connections if it were not), its containers that still run are watched
+   * by PID, the others start again. False when there is no attached sandbox to take over.
+   */
+  private async adopt(st: PodState): Promise<boolean> {
+    const nsPath = `/var/run/netns/${st.netns}`;
+    if (!existsSync(nsPath)) return false;
+    let ip: string | undefined;
+    try {
+      const { stdout } = await run('ip', ['-n', st.netns, '-j', '-4', 'addr', 'show', 'dev', 'eth0']);
+      ip = (JSON.parse(stdout) as Array<{ addr_info?: Array<{ local: string; scope?: string }> }>)[0]?.addr_info?.find((a) => a.scope === 'global')?.local;
+    } catch {
+      return false; // No eth0: a sandbox an earlier kubelet did not finish; made again.
+    }
+    if (!ip) return false;
+    st.ip = ip;
+    const nsInode = netnsInode(nsPath);
+    const extraEnv = (await this.store.serviceEnv?.(st.pod)) ?? {};
+    for (const c of st.containers) {
+      const prev = (st.pod.status?.containerStatuses ?? []).find((x: any) => x.name === c.spec.name);
+      c.restarts = prev?.restartCount ?? 0;
+      let pid = 0;
+      try {
+        pid = Number(readFileSync(this.pidFile(st.pod, c), 'utf8'));
+      } catch {
+        // Never started, or by a kubelet that kept no PID file.
+      }
+      if (pid > 0 && isAlive(pid) && nsInode !== undefined && netnsInode(`/proc/${pid}/ns/net`) === nsInode) {
+        c.startedAt = prev?.state?.running?.startedAt ?? new Date().toISOString();
+        c.ready = prev?.ready === true;
+        this.watch(st, c, new AdoptedProcess(pid), extraEnv);
+      } else {
+        this.startOne(st, c, extraEnv);
+      }
+    }
+    st.phase = 'Running';
+    this.log.info('pod adopted', { pod: key(st.pod), ip, netns: st.netns });
+    return true;
+  }
+
+  private pidFile(pod: PodObject, c: ContainerState): string {
+    return join(this.cfg.dir, 'pods', `${pod.metadata.namespace}_${pod.metadata.name}`, `${c.spec.name}.pid`);
   }
 
   private attachment(pod: PodObject, netns: string) {
@@ -215,34 +298,56 @@ export class Kubelet {
     for (const e of c.spec.env ?? []) if (e.value !== undefined) env[e.name] = String(e.value);
     const argv = containerArgv(c.spec, this.cfg.cli);
     const log = join(this.cfg.dir, 'pods', `${pod.metadata.namespace}_${pod.metadata.name}`, `${c.spec.name}.log`);
+    const missing = missingExecutable(argv[0] ?? '', env.PATH ?? '');
+    if (missing) {
+      // As a real runtime reports a failed exec at start: the container never runs (and so
+      // is never Ready for a moment), its log says why, and it is retried with back-off.
+      mkdirSync(dirname(log), { recursive: true });
+      appendFileSync(log, `${missing}\n`);
+      c.startedAt = new Date().toISOString();
+      this.exited(st, c, 127, null, extraEnv);
+      return;
+    }
     const proc = startContainer(st.netns, argv, env, log);
-    c.proc = proc;
     c.startedAt = new Date().toISOString();
-    proc.once('error', (err) => {
+    // For a restarted kubelet, which takes the running containers over (adopt).
+    if (proc.pid !== undefined) writeFileSync(this.pidFile(pod, c), String(proc.pid));
+    this.watch(st, c, proc, extraEnv);
+  }
+
+  /** Follows a container process: its exit, the restart policy, the back-off. */
+  private watch(st: PodState, c: ContainerState, proc: ChildProcess | AdoptedProcess, extraEnv: Record<string, string>): void {
+    const pod = st.pod;
+    c.proc = proc;
+    proc.once('error', (err: Error) => {
       c.lastExit = { exitCode: 127, signal: null, finishedAt: new Date().toISOString() };
       st.message = `container ${c.spec.name}: ${err.message}`;
     });
-    proc.once('exit', (code, signal) => {
-      c.proc = undefined;
-      c.ready = false;
-      c.lastExit = { exitCode: code, signal, finishedAt: new Date().toISOString() };
-      if (st.stopping) return;
-      const policy = pod.spec.restartPolicy ?? 'Always';
-      const failed = code !== 0;
-      if (policy === 'Always' || (policy === 'OnFailure' && failed)) {
-        // Back off like the kubelet: 1 s, 2 s, 4 s … capped at 30 s here (300 s there).
-        const delay = Math.min(30_000, 1000 * 2 ** Math.min(c.restarts, 5));
-        c.restarts++;
-        c.backoffTimer = setTimeout(() => {
-          if (!st.stopping) this.startOne(st, c, extraEnv);
-          void this.report(st);
-        }, delay);
-      } else if (st.containers.every((x) => !x.proc)) {
-        st.phase = st.containers.every((x) => x.lastExit?.exitCode === 0) ? 'Succeeded' : 'Failed';
-      }
-      this.log.info('container exited', { pod: key(pod), container: c.spec.name, code, signal, restarts: c.restarts });
-      void this.report(st);
-    });
+    proc.once('exit', (code: number | null, signal: NodeJS.Signals | null) => this.exited(st, c, code, signal, extraEnv));
+  }
+
+  /** A container ended (or could not start): the restart policy, the back-off, the pod's phase. */
+  private exited(st: PodState, c: ContainerState, code: number | null, signal: NodeJS.Signals | null, extraEnv: Record<string, string>): void {
+    const pod = st.pod;
+    c.proc = undefined;
+    c.ready = false;
+    c.lastExit = { exitCode: code, signal, finishedAt: new Date().toISOString() };
+    if (st.stopping) return;
+    const policy = pod.spec.restartPolicy ?? 'Always';
+    const failed = code !== 0;
+    if (policy === 'Always' || (policy === 'OnFailure' && failed)) {
+      // Back off like the kubelet: 1 s, 2 s, 4 s … capped at 30 s here (300 s there).
+      const delay = Math.min(30_000, 1000 * 2 ** Math.min(c.restarts, 5));
+      c.restarts++;
+      c.backoffTimer = setTimeout(() => {
+        if (!st.stopping) this.startOne(st, c, extraEnv);
+        void this.report(st);
+      }, delay);
+    } else if (st.containers.every((x) => !x.proc)) {
+      st.phase = st.containers.every((x) => x.lastExit?.exitCode === 0) ? 'Succeeded' : 'Failed';
+    }
+    this.log.info('container exited', { pod: key(pod), container: c.spec.name, code, signal, restarts: c.restarts });
+    void this.report(st);
   }
 
   private startProbes(st: PodState): void {

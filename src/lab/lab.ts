@@ -66,6 +66,7 @@ export const nodeComponents: NodeComponent[] = [
       '--ipam-data-dir', join(dir, 'ipam'),
       // The address plan gives node i the subnet 10.244.i.0/24; the agent takes it if free.
       '--preferred-subnet', `10.244.${node.index}.0/24`,
+      '--proxy-mode', plan.options.proxy,
     ],
   },
   {
@@ -176,6 +177,32 @@ export async function removeNode(lab: string, name: string, progress: Progress =
   state.nodes = labNodes(state).filter((i) => i !== index);
   writeState(lab, state);
   progress(`${name} removed`);
+}
+
+function labDaemon(lab: string, role: string): { state: LabState; daemon: Daemon } {
+  const state = readState(lab);
+  if (!state) throw new LabError('PODNET_LAB_NOT_UP', `lab "${lab}" is not up`);
+  const daemon = state.daemons.find((d) => d.role === role);
+  if (!daemon) throw new LabError('PODNET_NOT_FOUND', `lab "${lab}" has no daemon "${role}" (daemons: ${state.daemons.map((d) => d.role).join(', ')})`);
+  return { state, daemon };
+}
+
+/** Stops one of the lab's daemons (SIGTERM, then SIGKILL after a grace period); it stays in the state, stopped. */
+export async function stopDaemon(lab: string, role: string): Promise<Daemon> {
+  const { daemon } = labDaemon(lab, role);
+  await stopPids([daemon.pid]);
+  return daemon;
+}
+
+/** Stops a daemon if it runs and starts it again with the same command, in the same namespace. */
+export async function restartDaemon(lab: string, role: string): Promise<Daemon> {
+  const { state, daemon } = labDaemon(lab, role);
+  if (!daemon.argv) throw new LabError('PODNET_LAB_CANNOT_RESTART', `${role} was started by an older podnet that did not record its command; run \`podnet lab down --name ${lab}\` and up again`);
+  await stopPids([daemon.pid]);
+  const again = startDaemon(role, daemon.netns, daemon.argv, daemon.log, daemon.cwd);
+  state.daemons = state.daemons.map((d) => (d === daemon ? again : d));
+  writeState(lab, state);
+  return again;
 }
 
 export async function up(options: LabOptions, progress: Progress = () => undefined): Promise<LabState> {

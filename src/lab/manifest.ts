@@ -123,7 +123,7 @@ export function parseManifests(text: string): Manifest[] {
   let i = 0;
   for (const d of Array.isArray(docs) ? docs : [docs]) {
     if (d.errors.length > 0) {
-      throw new LabError('PODNET_BAD_YAML', `document ${i + 1}: ${d.errors[0]!.message.split('\n')[0]}`);
+      throw new LabError('PODNET_BAD_YAML', `document ${i + 1}: ${d.errors[0]!.message.split('\n')[0]!.replace(/:$/, '')}`);
     }
     const value = d.toJS();
     if (value === null || value === undefined) continue;

@@ -13,6 +13,9 @@ export interface Daemon {
   netns: string;
   pid: number;
   log: string;
+  /** What was started (inside `netns`), and where: enough to start it again the same way. */
+  argv?: string[];
+  cwd?: string;
 }
 
 /**
@@ -27,7 +30,7 @@ export function startDaemon(role: string, netns: string, argv: string[], log: st
     const child = spawn('nsenter', [`--net=/var/run/netns/${netns}`, '--', ...argv], { detached: true, stdio: ['ignore', fd, fd], cwd });
     if (child.pid === undefined) throw new LabError('PODNET_LAB_START_FAILED', `could not start ${role} (${argv[0]})`);
     child.unref();
-    return { role, netns, pid: child.pid, log };
+    return { role, netns, pid: child.pid, log, argv, ...(cwd !== undefined ? { cwd } : {}) };
   } finally {
     closeSync(fd);
   }

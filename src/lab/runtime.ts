@@ -14,7 +14,7 @@
  *   exec runs inside the pod's namespace.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, openSync, closeSync, readFileSync, rmSync, statSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -152,6 +152,26 @@ export function containerArgv(c: ContainerSpec, cli: string): string[] {
   return ['sleep', 'infinity'];
 }
 
+/**
+ * Why `cmd` cannot be executed (the runtime's "executable file not found" before it starts
+ * anything), or undefined when it can: a path must name an executable file, a bare name
+ * must be found in `path` (the container's PATH).
+ */
+export function missingExecutable(cmd: string, path: string): string | undefined {
+  const executable = (file: string): boolean => {
+    try {
+      accessSync(file, constants.X_OK);
+      return statSync(file).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (cmd === '') return 'exec: no command given';
+  if (cmd.includes('/')) return executable(cmd) ? undefined : `exec: "${cmd}": ${existsSync(cmd) ? 'not an executable file' : 'no such file or directory'}`;
+  if (path.split(':').some((dir) => dir !== '' && executable(join(dir, cmd)))) return undefined;
+  return `exec: "${cmd}": executable file not found in $PATH (${path})`;
+}
+
 export function resolvConfPath(netns: string): string {
   return `/etc/netns/${netns}/resolv.conf`;
 }
@@ -170,7 +190,11 @@ export function startContainer(netns: string, argv: string[], env: Record<string
   mkdirSync(join(log, '..'), { recursive: true });
   const fd = openSync(log, 'a');
   try {
-    return spawn('ip', ['netns', 'exec', netns, ...argv], { env, stdio: ['ignore', fd, fd], detached: true });
+    const child = spawn('ip', ['netns', 'exec', netns, ...argv], { env, stdio: ['ignore', fd, fd], detached: true });
+    // Containers outlive their kubelet (as under containerd): they must not keep a stopping
+    // kubelet alive, which then hung on SIGTERM until it was killed.
+    child.unref();
+    return child;
   } finally {
     closeSync(fd);
   }

@@ -1,0 +1,233 @@
+/**
+ * Services and EndpointSlices (datastore objects, Kubernetes shapes) → the proxy's model.
+ *
+ * Mirrors what kube-proxy's ServicePortMap / EndpointsMap keep:
+ *   - ExternalName and headless services have no virtual IP and are left out;
+ *   - each service port becomes one ServiceInfo with the cluster IPs, external IPs and
+ *     load-balancer IPs of the model's family;
+ *   - an EndpointSlice belongs to the service named by its `kubernetes.io/service-name` label;
+ *     a slice port serves the service port with the same name and protocol, and gives the
+ *     endpoints' target port;
+ *   - an endpoint is its first address (as in Kubernetes); a missing `ready` counts as ready,
+ *     a missing `serving` as `ready`, a missing `terminating` as false;
+ *   - an endpoint listed in two slices is kept once.
+ *
+ * Bad data (an address that does not parse, two ports of one name) is left out and reported
+ * in `problems`: one broken object must not take all services down.
+ */
+import { type IP, compareIP, formatIP, parseIP, parseSubnet } from '../netaddr/index.ts';
+import type { EndpointSlice, Service } from '../datastore/types.ts';
+import {
+  DEFAULT_AFFINITY_TIMEOUT,
+  type EndpointInfo,
+  type L4Protocol,
+  type NodeContext,
+  type ProxyModel,
+  type ServiceInfo,
+} from './types.ts';
+
+export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+
+export interface TranslateInput {
+  services: readonly Service[];
+  endpointSlices: readonly EndpointSlice[];
+  /** The node the rules are for: its endpoints are `isLocal`. */
+  nodeName: string;
+  nodeIPs: readonly string[];
+  /** The pod network, e.g. 10.244.0.0/16; its family is the model's family. */
+  clusterCIDR: string;
+}
+
+function ipOf(text: string | undefined, family: 4 | 6): IP | undefined {
+  if (!text) return undefined;
+  try {
+    const ip = parseIP(text);
+    return ip.family === family ? ip : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isAddress(text: string): boolean {
+  try {
+    parseIP(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The addresses of `family` among `texts`, deduplicated; bad ones reported. */
+function addressesOf(texts: readonly (string | undefined)[], family: 4 | 6, what: string, problems: string[]): string[] {
+  const out: string[] = [];
+  for (const t of texts) {
+    if (!t) continue;
+    if (!isAddress(t)) {
+      problems.push(`${what}: "${t}" is not an IP address`);
+      continue;
+    }
+    const ip = ipOf(t, family);
+    // Canonical text (fd00::a, never FD00:0::A): the rules, the names and the tracer compare strings.
+    if (ip && !out.includes(formatIP(ip))) out.push(formatIP(ip));
+  }
+  return out;
+}
+
+export function servicePortKey(namespace: string, name: string, portName: string): string {
+  return portName ? `${namespace}/${name}:${portName}` : `${namespace}/${name}`;
+}
+
+/** The ServiceInfo records of one Service (one per port), or none. */
+export function serviceInfos(svc: Service, family: 4 | 6, problems: string[] = []): ServiceInfo[] {
+  const spec = svc.spec;
+  const namespace = svc.metadata.namespace ?? 'default';
+  const name = svc.metadata.name;
+  if (!spec || spec.type === 'ExternalName') return [];
+  const ips = spec.clusterIPs?.length ? spec.clusterIPs : spec.clusterIP ? [spec.clusterIP] : [];
+  if (ips.length === 0 || ips.includes('None')) return [];
+  const what = `service ${namespace}/${name}`;
+  const clusterIPs = addressesOf(ips, family, what, problems);
+  if (clusterIPs.length === 0) return [];
+  const externalIPs = addressesOf(spec.externalIPs ?? [], family, `${what} externalIPs`, problems);
+  const loadBalancerIPs =
+    spec.type === 'LoadBalancer' ? addressesOf((svc.status?.loadBalancer?.ingress ?? []).map((i) => i.ip), family, `${what} load balancer`, problems) : [];
+  const affinity = spec.sessionAffinity === 'ClientIP' ? 'ClientIP' : 'None';
+  const timeout = spec.sessionAffinityConfig?.clientIP?.timeoutSeconds;
+  const etp = spec.externalTrafficPolicy === 'Local' ? 'Local' : 'Cluster';
+  const out: ServiceInfo[] = [];
+  const seen = new Set<string>();
+  for (const p of spec.ports ?? []) {
+    const portName = p.name ?? '';
+    const protocol: L4Protocol = p.protocol ?? 'TCP';
+    if (!Number.isInteger(p.port) || p.port < 1 || p.port > 65535) {
+      problems.push(`${what}: port ${String(p.port)} is out of range`);
+      continue;
+    }
+    const key = servicePortKey(namespace, name, portName);
+    if (seen.has(key)) {
+      problems.push(`${what}: two ports named "${portName}"; the second is ignored`);
+      continue;
+    }
+    seen.add(key);
+    const nodePort =
+      (spec.type === 'NodePort' || spec.type === 'LoadBalancer') && p.nodePort !== undefined && p.nodePort > 0 && p.nodePort <= 65535 ? p.nodePort : undefined;
+    const info: ServiceInfo = {
+      key,
+      namespace,
+      name,
+      portName,
+      protocol,
+      port: p.port,
+      clusterIPs,
+      ...(nodePort !== undefined ? { nodePort } : {}),
+      externalIPs,
+      loadBalancerIPs,
+      sessionAffinity: affinity,
+      affinityTimeoutSeconds: timeout !== undefined && timeout > 0 ? timeout : DEFAULT_AFFINITY_TIMEOUT,
+      externalTrafficPolicy: etp,
+      internalTrafficPolicy: spec.internalTrafficPolicy === 'Local' ? 'Local' : 'Cluster',
+      ...(spec.type === 'LoadBalancer' && etp === 'Local' && spec.healthCheckNodePort ? { healthCheckNodePort: spec.healthCheckNodePort } : {}),
+    };
+    out.push(info);
+  }
+  return out;
+}
+
+export function compareEndpoints(a: EndpointInfo, b: EndpointInfo): number {
+  const c = compareIP(parseIP(a.ip), parseIP(b.ip));
+  return c !== 0 ? c : a.port - b.port;
+}
+
+/**
+ * The endpoints of each service port among `slices` (already filtered to one service).
+ * Returns key → endpoints.
+ */
+export function endpointInfos(
+  services: readonly ServiceInfo[],
+  slices: readonly EndpointSlice[],
+  nodeName: string,
+  family: 4 | 6,
+  problems: string[] = [],
+): Map<string, EndpointInfo[]> {
+  const out = new Map<string, EndpointInfo[]>();
+  for (const svc of services) {
+    const eps: EndpointInfo[] = [];
+    const sortKey = new Map<EndpointInfo, bigint>();
+    const seen = new Set<string>();
+    for (const slice of slices) {
+      if (slice.addressType !== (family === 4 ? 'IPv4' : 'IPv6')) continue;
+      const sp = (slice.ports ?? []).find((p) => (p.name ?? '') === svc.portName && (p.protocol ?? 'TCP') === svc.protocol);
+      if (!sp || sp.port === undefined) continue;
+      for (const e of slice.endpoints ?? []) {
+        const addr = e.addresses?.[0];
+        if (!addr) continue;
+        const parsed = ipOf(addr, family);
+        if (!parsed) {
+          problems.push(`endpointslice ${slice.metadata.namespace ?? 'default'}/${slice.metadata.name}: "${addr}" is not an IPv${family} address`);
+          continue;
+        }
+        const ip = formatIP(parsed);
+        const id = `${ip}|${sp.port}`;
+        if (seen.has(id)) continue;
+        seen.add(id);
+        const ready = e.conditions?.ready ?? true;
+        const ep: EndpointInfo = {
+          ip,
+          port: sp.port,
+          ready,
+          serving: e.conditions?.serving ?? ready,
+          terminating: e.conditions?.terminating ?? false,
+          ...(e.nodeName !== undefined ? { nodeName: e.nodeName } : {}),
+          isLocal: e.nodeName !== undefined && e.nodeName === nodeName,
+          ...(e.zone !== undefined ? { zone: e.zone } : {}),
+        };
+        eps.push(ep);
+        sortKey.set(ep, parsed.value);
+      }
+    }
+    // By address, then port (the addresses are parsed once, not in the comparator).
+    eps.sort((a, b) => {
+      const x = sortKey.get(a)!;
+      const y = sortKey.get(b)!;
+      return x < y ? -1 : x > y ? 1 : a.port - b.port;
+    });
+    out.set(svc.key, eps);
+  }
+  return out;
+}
+
+/** The node's context; throws AddressError on a bad cluster CIDR. */
+export function nodeContext(nodeName: string, nodeIPs: readonly string[], clusterCIDR: string): NodeContext {
+  const cidr = parseSubnet(clusterCIDR);
+  return { name: nodeName, ips: nodeIPs.filter((ip) => ipOf(ip, cidr.ip.family) !== undefined), clusterCIDR, family: cidr.ip.family };
+}
+
+/** Datastore objects → the proxy's model for one node (in the family of the cluster CIDR). */
+export function translate(input: TranslateInput): ProxyModel {
+  const node = nodeContext(input.nodeName, input.nodeIPs, input.clusterCIDR);
+  const problems: string[] = [];
+  const byService = new Map<string, EndpointSlice[]>();
+  for (const s of input.endpointSlices) {
+    const svcName = s.metadata.labels?.[SERVICE_NAME_LABEL];
+    if (!svcName) continue;
+    const k = `${s.metadata.namespace ?? 'default'}/${svcName}`;
+    const list = byService.get(k);
+    if (list) list.push(s);
+    else byService.set(k, [s]);
+  }
+  const services = new Map<string, ServiceInfo>();
+  const endpoints = new Map<string, EndpointInfo[]>();
+  const nameOf = (s: Service) => `${s.metadata.namespace ?? 'default'}/${s.metadata.name}`;
+  const sorted = input.services.map((s) => [nameOf(s), s] as const).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const [, svc] of sorted) {
+    const infos = serviceInfos(svc, node.family, problems);
+    if (infos.length === 0) continue;
+    const slices = byService.get(`${svc.metadata.namespace ?? 'default'}/${svc.metadata.name}`) ?? [];
+    const eps = endpointInfos(infos, slices, node.name, node.family, problems);
+    for (const info of infos) {
+      services.set(info.key, info);
+      endpoints.set(info.key, eps.get(info.key) ?? []);
+    }
+  }
+  return { services, endpoints, node, problems };
+}
