@@ -27,7 +27,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { availableParallelism, release } from 'node:os';
+import { availableParallelism, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -354,13 +354,13 @@ function sh(cmd: string, args: string[]): string {
   }
 }
 
-function machine(): { date: string; line: string } {
+function machine(loadAtStart: number): { date: string; line: string } {
   const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
   const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? 'unknown CPU';
   const nproc = sh('nproc', []);
   return {
     date: sh('date', ['-u']),
-    line: `${nproc !== '?' ? nproc : availableParallelism()} CPUs (nproc), ${model}, Linux ${release()}, Node ${process.version} (bench, podnet plugins), ${NODE20} ${sh(NODE20, ['--version'])}`,
+    line: `${nproc !== '?' ? nproc : availableParallelism()} CPUs (nproc), ${model}, Linux ${release()}, Node ${process.version} (bench, podnet plugins), ${NODE20} ${sh(NODE20, ['--version'])}; load average (1 min) ${loadAtStart.toFixed(1)} at the start, ${(loadavg()[0] ?? 0).toFixed(1)} at the end (other work on the machine slows every variant, process-heavy ones most)`,
   };
 }
 
@@ -585,6 +585,7 @@ export async function run(args: string[]): Promise<void> {
     process.exit(1);
   }
   const started = performance.now();
+  const loadAtStart = loadavg()[0] ?? 0;
   ensureSeaBuild();
   await sweepOwnLeftovers();
 
@@ -659,7 +660,7 @@ export async function run(args: string[]): Promise<void> {
     });
 
     const seconds = (performance.now() - started) / 1000;
-    const meta = machine();
+    const meta = machine(loadAtStart);
     const out = report(plan, result, meta, seconds);
     console.log(out.text);
     if (write) {

@@ -4,7 +4,7 @@
  * podnet CLI, and the checks that a run left the host as it found it.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from '../test/support/netns.ts';
@@ -121,6 +121,19 @@ export async function podnetOk(args: string[], opts: { timeoutMs?: number; input
   return r;
 }
 
+/** Which podnet was measured: the commit, whether the tree had changes, when dist was built. */
+export function buildInfo(): string {
+  const head = sh('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']);
+  const dirty = sh('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no']) !== '';
+  let built = '?';
+  try {
+    built = statSync(CLI).mtime.toISOString().replace(/\.\d+Z$/, 'Z');
+  } catch {
+    // Not built.
+  }
+  return `podnet ${head}${dirty ? ' with uncommitted changes' : ''}, dist/podnet.mjs built ${built}`;
+}
+
 /** Fails unless dist/podnet.mjs and the plugins are built. */
 export function requireBuild(): void {
   if (!existsSync(CLI) || !existsSync(join(ROOT, 'dist', 'cni-bin', 'podnet-bridge'))) {
@@ -184,8 +197,22 @@ export function labProcesses(lab: string): Proc[] {
   } catch {
     // No state.
   }
+  // What `ip netns pids` tells, for all the lab's namespaces in one pass over /proc.
+  const inodes = new Set<number>();
   for (const ns of namespacesWith(`pnl.${lab}.`)) {
-    for (const pid of sh('ip', ['netns', 'pids', ns]).split(/\s+/)) if (/^\d+$/.test(pid)) pids.add(Number(pid));
+    try {
+      inodes.add(statSync(`/var/run/netns/${ns}`).ino);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (inodes.has(statSync(`/proc/${e}/ns/net`).ino)) pids.add(Number(e));
+    } catch {
+      // Gone, or a kernel thread.
+    }
   }
   const out: Proc[] = [];
   for (const pid of pids) {

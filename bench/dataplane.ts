@@ -31,7 +31,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { run as exec } from '../src/kernel/index.ts';
 import { TestBed, isRoot, sweepLeftovers } from '../test/support/netns.ts';
-import { type Proc, backgroundBusy, waitQuiet, checkClean, labProcesses, machine, median, podnet, podnetOk, requireBuild, rootSnapshot, table, writeSection } from './common.ts';
+import { type Proc, backgroundBusy, buildInfo, waitQuiet, checkClean, labProcesses, machine, median, podnet, podnetOk, requireBuild, rootSnapshot, table, writeSection } from './common.ts';
 
 const LAB_HG = 'bdp-hostgw';
 const LAB_VX = 'bdp-vxlan';
@@ -235,6 +235,7 @@ export async function run(args: string[]): Promise<void> {
     process.exit(1);
   }
   requireBuild();
+  const build = buildInfo();
   const started = performance.now();
   const elapsed = (): string => `${((performance.now() - started) / 1000).toFixed(0)} s`;
   const log = (m: string): void => console.error(`bench dataplane: ${m} (${elapsed()})`);
@@ -387,6 +388,7 @@ export async function run(args: string[]): Promise<void> {
       '',
       `- Date: ${meta.date}`,
       `- Machine: ${meta.line}; before the run the machine was ${(busy.share * 100).toFixed(0)}% busy with other work (load average ${busy.load}); iperf3 ${(await exec('iperf3', ['--version']).catch(() => ({ stdout: '?' }))).stdout.split('\n')[0]?.replace(/^iperf /, '') ?? '?'}`,
+      `- Build: ${build}`,
       `- Run time: ${seconds.toFixed(0)} s`,
       `- Method: ${method}`,
       '',

@@ -265,6 +265,9 @@ async function heapFootprint(endpoint: string): Promise<{ informers: number; ind
     const services = createInformer(ds, 'Service');
     const slices = createInformer(ds, 'EndpointSlice');
     await Promise.all([services.start(), slices.start()]);
+    // start() resolves with the first list; the watches then take their own snapshot (the
+    // mirror they diff against), which is part of what an informer costs: let that happen.
+    await sleep(2000);
     const h1 = heap();
     const store = RecordStore.from({ services: services.list(), endpointSlices: slices.list() });
     const h2 = heap();
@@ -547,7 +550,7 @@ export async function run(args: string[]): Promise<void> {
     const heap = table(
       ['V8 heap after GC, per 10,000 services (with their slices)', 'MB'],
       [
-        ['informer caches (Service + EndpointSlice objects, as the datastore keeps them)', per10k(footprint.informers)],
+        ['informers (Service + EndpointSlice objects: the informer cache and the watch mirror)', per10k(footprint.informers)],
         ['DNS index (RecordStore: slim records and lookup maps)', per10k(footprint.index)],
         ['CoreDNS, by its formula ((Pods + Services) × 0.000858 MB) for 10,000 services', (COREDNS_MB_PER_OBJECT * 10_000).toFixed(1)],
       ],
@@ -579,7 +582,7 @@ Queries per second and latency of one \`podnet dns\` (dnsperf, Debian), and its 
 - Machine: ${meta.line}; before the run the machine was ${(before.share * 100).toFixed(0)}% busy with other work (load average ${before.load})
 - Run time: ${seconds.toFixed(0)} s
 - Server: \`podnet dns\` run as ${cliLabel}, a child process fed by its informers from a real etcd (temp dir, UNIX socket), listening on 127.0.0.1; upstream: a fake nameserver on 127.0.0.1 answering every A question with 192.0.2.1 (TTL 300). dnsperf targets 127.0.0.1 only. dnsperf and the server share the machine's CPUs; the server is one Node thread.
-- Cluster: ${fmtInt(plan.services)} services in one namespace (90% with a cluster IP and 2 endpoints, 10% headless with 3), one EndpointSlice each; written to etcd after the server started (${objects.length} objects in ${(loadedMs / 1000).toFixed(1)} s, 64 writes in flight), so they reach it through the watch: the last service was answered ${(answeredMs / 1000).toFixed(1)} s after the first write.
+- Cluster: ${fmtInt(plan.services)} services in one namespace (90% with a cluster IP and 2 endpoints, 10% headless with 3), one EndpointSlice each; written to etcd after the server started (${fmtInt(objects.length)} objects in ${(loadedMs / 1000).toFixed(1)} s, 64 writes in flight), so they reach it through the watch: the last service was answered ${(answeredMs / 1000).toFixed(1)} s after the first write.
 - Method: per mix, ${plan.warmupS} s of warm-up, then ${plan.flatOutS} s flat out (dnsperf's default of 100 queries outstanding; "avg" is dnsperf's, percentiles are over every reply's latency from \`dnsperf -v\`), then ${plan.fixedS} s at a fixed ${fmtInt(plan.fixedQps)} QPS (dnsperf paces by sending bursts, up to 100 queries outstanding, so the tail at that rate is mostly queueing behind a burst in one event loop; with 10 outstanding the p99 drops several-fold). Mixes: *internal*, \`svc-K.bench.svc.cluster.local A\` over all services; *nxdomain*, half of those and half names in the zone that do not exist; *searchpath*, what a pod's resolver sends with ndots:5 (\`bench.svc.cluster.local svc.cluster.local cluster.local\`): half service lookups (first try hits), half external names (three NXDOMAINs in the zone, then the name, forwarded once and then answered from the cache; ${fmtInt(cacheHits)} cache hits, ${fmtInt(cacheMisses)} misses).
 - Anchor: CoreDNS's published figures (coredns/deployment, kubernetes/Scaling_CoreDNS.md): one instance with default settings on a GCE n1-standard-2 (2 vCPUs, both pegged), dnsperf from other nodes, internal names: ${fmtInt(COREDNS.qps)} QPS at ${COREDNS.avgMs} ms average; memory (Pods + Services) × 0.000858 MB + 49.1 MB.
 

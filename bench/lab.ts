@@ -29,7 +29,7 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { EtcdDatastore, createInformer } from '../src/datastore/index.ts';
 import { isRoot } from '../test/support/netns.ts';
-import { type Proc, backgroundBusy, waitQuiet, checkClean, cpuJiffies, labProcesses, machine, median, podnet, podnetOk, requireBuild, rootSnapshot, sh, table, writeSection } from './common.ts';
+import { type Proc, backgroundBusy, buildInfo, waitQuiet, checkClean, cpuJiffies, labProcesses, namespacesWith, procAlive, machine, median, podnet, podnetOk, requireBuild, rootSnapshot, sh, table, writeSection } from './common.ts';
 
 const LAB3 = 'bench-lab3';
 const LAB20 = 'bench-lab20';
@@ -232,6 +232,7 @@ export async function run(args: string[]): Promise<void> {
     process.exit(1);
   }
   requireBuild();
+  const build = buildInfo();
   const started = performance.now();
   const log = (m: string): void => console.error(`bench lab: ${m} (${((performance.now() - started) / 1000).toFixed(0)} s)`);
   const before = rootSnapshot();
@@ -356,8 +357,50 @@ export async function run(args: string[]): Promise<void> {
       prof = await analysePerf(perfFile, roots);
     }
 
-    // The 500 pods' lab goes down with its pods.
-    await down(LAB3, `down3+${pods}`);
+    // The 500 pods' lab goes down with its pods, profiled as well: the CPU (perf) and a
+    // timeline of what is left (daemons, pods' processes, namespaces), sampled every 100 ms.
+    let downProf: Profile | undefined;
+    const downProcs = labProcesses(LAB3);
+    procs = procs.concat(downProcs);
+    const daemonSet = new Set(daemons.map((d) => d.pid));
+    let liveDaemons = downProcs.filter((p) => daemonSet.has(p.pid));
+    let livePods = downProcs.filter((p) => !daemonSet.has(p.pid));
+    const ns0 = namespacesWith(`pnl.${LAB3}.`).length;
+    const downFile = join(tmp, 'perf-down.data');
+    perf = profile ? startPerf(downFile) : undefined;
+    if (perf) await sleep(500);
+    let downPid = NaN;
+    const marks: { daemonsGone?: number; podsGone?: number; firstNsGone?: number; allNsGone?: number } = {};
+    const t0down = performance.now();
+    const sampler = setInterval(() => {
+      const t = performance.now() - t0down;
+      if (!Number.isFinite(downPid) && t < 2000) downPid = Number(sh('pgrep', ['-n', '-P', String(process.pid), '-f', 'podnet.mjs lab down']));
+      liveDaemons = liveDaemons.filter(procAlive);
+      livePods = livePods.filter(procAlive);
+      const ns = namespacesWith(`pnl.${LAB3}.`).length;
+      if (liveDaemons.length === 0) marks.daemonsGone ??= t;
+      if (livePods.length === 0) marks.podsGone ??= t;
+      if (ns < ns0) marks.firstNsGone ??= t;
+      if (ns === 0) marks.allNsGone ??= t;
+    }, 100);
+    const downRun = await podnetOk(['lab', 'down', '--name', LAB3], { timeoutMs: 180_000 });
+    clearInterval(sampler);
+    runs.push({ what: `down3+${pods}`, ms: downRun.ms });
+    labs.delete(LAB3);
+    log(`lab down (${pods} pods): ${s2(downRun.ms)} s — ${downRun.stdout.trim()}`);
+    if (perf) {
+      await stopPerf(perf);
+      const roots = new Map<number, string>();
+      for (const d of daemons) roots.set(d.pid, d.role.split('/')[0] as string);
+      if (Number.isFinite(downPid)) roots.set(downPid, 'lab down (CLI)');
+      roots.set(process.pid, 'this benchmark');
+      downProf = await analysePerf(downFile, roots);
+    }
+    const downTimeline =
+      `\`lab down\` with ${pods} pods, sampled every 100 ms from spawn: the ${daemons.length} daemons were gone at ` +
+      `${s2(marks.daemonsGone ?? NaN)} s, the pods' ${downProcs.length - daemons.length} processes at ${s2(marks.podsGone ?? NaN)} s, ` +
+      `the first of ${ns0} namespaces at ${s2(marks.firstNsGone ?? NaN)} s and the last at ${s2(marks.allNsGone ?? NaN)} s; ` +
+      `the command exited at ${s2(downRun.ms)} s.`;
 
     // ----- Report
     const med = (w: string): number => median(runs.filter((r) => r.what === w).map((r) => r.ms));
@@ -464,6 +507,25 @@ export async function run(args: string[]): Promise<void> {
         `the apply CLI ${applyCli.toFixed(1)} s, idle ${idle.toFixed(1)} s, other work on the machine ${other.toFixed(1)} s.`;
     }
 
+    let downMd = '';
+    let downText = '';
+    if (downProf) {
+      const secs = (n: number): number => n / downProf.hz;
+      const rows = [...downProf.byLabel.entries()].sort((a, b) => b[1] - a[1]);
+      const shown = rows.filter(([, n]) => n / downProf.samples >= 0.01);
+      const rest = rows.filter((r) => !shown.includes(r)).reduce((a, [, n]) => a + n, 0);
+      const dRows2 = shown.map(([l, n]) => [l, secs(n).toFixed(1), `${((100 * n) / downProf.samples).toFixed(1)}%`, String(downProf.execs.get(l) ?? '')]);
+      if (rest > 0) dRows2.push(['(smaller items)', secs(rest).toFixed(1), `${((100 * rest) / downProf.samples).toFixed(1)}%`, '']);
+      const t = table(['process (by process tree)', 'CPU s', 'share', 'processes'], dRows2, ['l', 'r', 'r', 'r']);
+      const wall = med(`down3+${pods}`) / 1000;
+      const intro = `CPU profile of \`lab down\` with ${pods} pods (${s1(wall * 1000)} s wall, ${secs(downProf.samples).toFixed(0)} CPU-s sampled incl. perf's start and stop):`;
+      downMd = [downTimeline, '', intro, '', t.md, ''].join('\n');
+      downText = [downTimeline, '', intro, t.text, ''].join('\n');
+    } else {
+      downMd = downTimeline + '\n';
+      downText = downTimeline + '\n';
+    }
+
     const meta = machine();
     const seconds = (performance.now() - started) / 1000;
     const timelineSummary =
@@ -485,6 +547,7 @@ export async function run(args: string[]): Promise<void> {
       '',
       `- Date: ${meta.date}`,
       `- Machine: ${meta.line}; before the run the machine was ${(busyBefore * 100).toFixed(0)}% busy with other work (load average ${loadBefore})`,
+      `- Build: ${build}`,
       `- Run time: ${seconds.toFixed(0)} s`,
       `- Method: ${method}`,
       '',
@@ -505,6 +568,7 @@ export async function run(args: string[]): Promise<void> {
       '',
       dT.md,
       '',
+      ...(downMd ? [downMd] : []),
     ].join('\n');
     text = [
       `lab benchmark — ${meta.date}`,
@@ -521,6 +585,7 @@ export async function run(args: string[]): Promise<void> {
       ...(prof ? [profSummary, '', profText, ''] : []),
       dT.text,
       '',
+      downText,
       `run time ${seconds.toFixed(0)} s`,
     ].join('\n');
   } finally {

@@ -128,7 +128,6 @@ describe('lab, vxlan backend, flat, 3 nodes', { skip, concurrency: false }, () =
     assert.ok(entry, `node1 has an FDB entry for node2 (${nodeIP(2)})`);
     const del = await lab.exec('node/node1', ['bridge', 'fdb', 'del', entry.mac, 'dev', 'podnet.1', 'dst', nodeIP(2), 'self']);
     assert.equal(del.code, 0, del.stderr);
-    assert.ok(!(await fdb()).some((e) => e.dst === nodeIP(2)), 'the entry is gone');
     await eventually('the FDB entry for node2 is back', async () => (await fdb()).some((e) => e.mac === entry.mac && e.dst === nodeIP(2)), 8000);
     const client = await lab.pod('client1');
     const echo = await lab.pod('echo2');
@@ -136,23 +135,26 @@ describe('lab, vxlan backend, flat, 3 nodes', { skip, concurrency: false }, () =
     assert.equal(r.code, 200, r.raw);
   });
 
-  test('agent restart: a long-lived TCP connection across nodes loses nothing', async () => {
+  test('agent restart on both ends: a long-lived TCP connection across nodes loses nothing', async () => {
     const server = await lab.pod('client2');
-    const before = lab.daemon('agent/node1');
+    const before = [lab.daemon('agent/node1'), lab.daemon('agent/node2')];
     const ifindex = async (): Promise<number> => JSON.parse((await lab.exec('node/node1', ['ip', '-j', 'link', 'show', 'podnet.1'])).stdout)[0].ifindex;
     const routes = async (): Promise<string> => (await lab.exec('node/node1', ['ip', 'route'])).stdout;
     const [devBefore, routesBefore] = [await ifindex(), await routes()];
     const listener = lab.spawnExec('client2', ['timeout', '30', 'nc', '-l', '7000']);
     try {
       await eventually('the listener is up', async () => (await lab.exec('client2', ['ss', '-Hltn', 'sport = :7000'])).stdout.includes('7000'), 10_000, 100);
-      const lines = 60;
+      const lines = 100;
       const sender = lab.spawnExec('client1', ['sh', '-c', `i=0; while [ $i -lt ${lines} ]; do i=$((i+1)); echo line-$i; sleep 0.1; done | nc -N -w 10 ${server.ip} 7000`]);
-      await sleep(800);
-      assert.ok(listener.output().includes('line-1\n'), `the connection carries data before the restart (got ${JSON.stringify(listener.output())})`);
+      await eventually('the connection carries data before the restarts', () => listener.output().includes('line-2\n'), 15_000, 50);
       const t0 = Date.now();
-      const again = await restartDaemon(lab.name, 'agent/node1');
-      assert.notEqual(again.pid, before.pid);
-      assert.ok(!isLive(before.pid), 'the old agent is gone');
+      // SIGTERM by PID, then the same command again (as `lab up` started it).
+      const again = await Promise.all(before.map((d) => restartDaemon(lab.name, d.role)));
+      for (const [k, d] of before.entries()) {
+        assert.notEqual(again[k]!.pid, d.pid);
+        assert.ok(!isLive(d.pid), `the old ${d.role} is gone`);
+      }
+      assert.ok(sender.child.exitCode === null, 'the restarts happened while the connection was in use');
       const sent = await sender.done;
       assert.equal(sent, 0, `the sender finished cleanly: ${sender.output()}`);
       assert.equal(await listener.done, 0, listener.output());
@@ -163,8 +165,10 @@ describe('lab, vxlan backend, flat, 3 nodes', { skip, concurrency: false }, () =
       if (listener.child.exitCode === null) listener.child.kill('SIGKILL');
     }
     // The new agent is up, kept the VXLAN device (not re-created) and the routes.
-    await eventually('the restarted agent runs', () => (lab.log('agent-node1.log').match(/"agent running"/g) ?? []).length >= 2, 15_000);
-    assert.ok(isLive(lab.daemon('agent/node1').pid));
+    for (const n of ['node1', 'node2']) {
+      await eventually(`the restarted agent of ${n} runs`, () => (lab.log(`agent-${n}.log`).match(/"agent running"/g) ?? []).length >= 2, 15_000);
+      assert.ok(isLive(lab.daemon(`agent/${n}`).pid));
+    }
     assert.equal(await ifindex(), devBefore, 'the VXLAN device was kept, not re-created');
     assert.equal(await routes(), routesBefore);
     assert.equal((await lab.nodes()).find((n) => n.name === 'node1')?.podCIDR, '10.244.1.0/24', 'node1 kept its subnet');
@@ -173,9 +177,10 @@ describe('lab, vxlan backend, flat, 3 nodes', { skip, concurrency: false }, () =
   test('kubelet restart: it stops at once, and takes its running pods over as they are', async () => {
     const before = (await lab.pods()).filter((p) => p.node === 'node1');
     const old = lab.daemon('kubelet/node1');
-    const t0 = Date.now();
+    // It exits on SIGTERM by itself (its pods' processes must not keep it alive).
+    process.kill(old.pid, 'SIGTERM');
+    await eventually('the kubelet exits on SIGTERM', () => !isLive(old.pid), 10_000, 50);
     const again = await restartDaemon(lab.name, 'kubelet/node1');
-    assert.ok(Date.now() - t0 < 2500, `the kubelet stopped on SIGTERM within the grace period (${Date.now() - t0} ms)`);
     assert.notEqual(again.pid, old.pid);
     await eventually('the new kubelet adopted the pods', () => (lab.log('kubelet-node1.log').match(/"pod adopted"/g) ?? []).length >= before.length, 10_000);
     await sleep(1500); // a few probe rounds
@@ -244,10 +249,13 @@ describe('lab, host-gw backend, flat, 3 nodes', { skip, concurrency: false }, ()
     await reachabilityMatrix(lab, [1, 2, 3]);
   });
 
-  test('drift repair: a deleted route is back within 8 s', async () => {
+  test('drift repair: a deleted route and a deleted masquerade chain are back within 8 s', async () => {
     const del = await lab.exec('node/node1', ['ip', 'route', 'del', '10.244.2.0/24']);
     assert.equal(del.code, 0, del.stderr);
+    const masq = await lab.exec('node/node1', ['nft', 'delete', 'chain', 'inet', 'podnet', 'egress-masq']);
+    assert.equal(masq.code, 0, masq.stderr);
     await eventually('the route to node2 is back', async () => /10\.244\.2\.0\/24 via 192\.168\.1\.12/.test((await lab.exec('node/node1', ['ip', 'route'])).stdout), 8000);
+    await eventually('the masquerade rule is back', async () => /masquerade/.test((await lab.exec('node/node1', ['nft', 'list', 'chain', 'inet', 'podnet', 'egress-masq'])).stdout), 8000);
   });
 
   test('etcd away for 30 s: traffic goes on, and afterwards pods and nodes are added as before', async () => {
@@ -287,7 +295,7 @@ describe('lab, host-gw backend, flat, 3 nodes', { skip, concurrency: false }, ()
     const t1 = Date.now();
     const a = await lab.apply(podYaml('late3', 'node3', 'echo'), 30);
     assert.equal(a.code, 0, a.stderr);
-    assert.ok(Date.now() - t1 < 15_000, `the new pod came up in ${Date.now() - t1} ms`);
+    assert.ok(Date.now() - t1 < 20_000, `the new pod came up in ${Date.now() - t1} ms (its kubelet's watch resumed)`);
     const late = await lab.pod('late3');
     const r = await curl(lab, 'client1', `http://${late.ip}:8080/`);
     assert.equal(r.code, 200, r.raw);

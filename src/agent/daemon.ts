@@ -207,15 +207,28 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   d.addHealthCheck('dataplane', () => lastOK);
 
   // The Node object carries the node's pod CIDR (kubectl get nodes shows it; DNS and policy use it).
-  const publishPodCIDR = async (): Promise<void> => {
-    await updateWithRetry(ds, 'Node', { name: o.nodeName }, (n) => {
-      if (n.spec?.podCIDR === held!.lease.subnet) return n;
-      n.spec = { ...(n.spec ?? {}), podCIDR: held!.lease.subnet, podCIDRs: [held!.lease.subnet] };
-    }).catch((err) => {
-      if (!isNotFound(err)) throw err; // The kubelet has not registered the node yet: next round.
-    });
+  /** True once the Node carries the subnet; false while the kubelet has not registered it. */
+  const publishPodCIDR = async (): Promise<boolean> => {
+    try {
+      await updateWithRetry(ds, 'Node', { name: o.nodeName }, (n) => {
+        if (n.spec?.podCIDR === held!.lease.subnet) return n;
+        n.spec = { ...(n.spec ?? {}), podCIDR: held!.lease.subnet, podCIDRs: [held!.lease.subnet] };
+      });
+      return true;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      return false;
+    }
   };
-  await publishPodCIDR().catch((err) => d.log.warn({ err: describe(err) }, 'could not publish podCIDR yet'));
+  // The kubelet registers the Node once the CNI configuration is there, so usually just
+  // after this point: publish as soon as it appears, not a resync period later (a Ready node
+  // without a pod CIDR is what `get nodes` would show meanwhile).
+  void (async () => {
+    for (let i = 0; i < 40 && !d.signal.aborted; i++) {
+      if (await publishPodCIDR().catch((err) => void d.log.warn({ err: describe(err) }, 'could not publish podCIDR yet'))) return;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  })();
 
   // 6. Services: the proxy's rules, LoadBalancer announcements, health-check node ports.
   if (o.proxyMode !== 'none') {

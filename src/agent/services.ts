@@ -103,8 +103,10 @@ export async function startServiceAgent(ds: Datastore, o: ServiceAgentOptions, l
     for (const ip of want) {
       if (announced.has(ip)) continue;
       await run('ip', ['addr', 'replace', `${ip}/32`, 'dev', o.iface]);
-      // A gratuitous ARP so the router (and peers) learn the new owner at once.
-      await run('arping', ['-U', '-c', '1', '-w', '1', '-I', o.iface, ip]).catch((err) => log.warn({ ip, err: describe(err) }, 'gratuitous ARP failed'));
+      // A gratuitous ARP so the router (and peers) learn the new owner at once. Not awaited:
+      // arping lingers for its deadline (a second), and the sync loop (the proxy's rules for
+      // every other service, the health checks) must not wait on it, once per new address.
+      void run('arping', ['-U', '-c', '1', '-w', '1', '-I', o.iface, ip]).catch((err) => log.warn({ ip, err: describe(err) }, 'gratuitous ARP failed'));
       announced.add(ip);
       log.info({ ip }, 'announcing LoadBalancer address');
     }

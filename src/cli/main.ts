@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { PodnetError } from '../errors/index.ts';
 import { runDemo } from '../demo/index.ts';
 import { DEFAULT_CNI_SOCKET, startCniServer } from '../cni/index.ts';
-import { labCommand, quickstart, runKubelet, serveEcho } from '../lab/index.ts';
+import { labCommand, quickstart, runKubelet, serveEcho, serveZone } from '../lab/index.ts';
 import { runController } from '../controller/index.ts';
 import { agentCommand } from '../agent/index.ts';
 import { dnsCommand } from '../dns/index.ts';
@@ -92,13 +92,29 @@ const commands: Record<string, Command> = {
       await runKubelet(values['cni-socket'] ? { ...opts, cniSocket: values['cni-socket'] } : opts);
     },
   },
+  'serve-zone': {
+    summary: "the lab's upstream DNS zone (example.test) on the external host",
+    async run(argv) {
+      const { values } = parseArgs({ args: argv, options: { port: { type: 'string', default: '53' }, address: { type: 'string', default: '203.0.113.10' } }, strict: true });
+      const ac = new AbortController();
+      for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => ac.abort());
+      await serveZone(values.address, Number(values.port), ac.signal);
+    },
+  },
   'serve-echo': {
     summary: "the lab's built-in echo image: HTTP server that tells which pod answered and who asked",
     async run(argv) {
-      const { values } = parseArgs({ args: argv, options: { port: { type: 'string', default: process.env.PORT ?? '8080' }, name: { type: 'string' } }, strict: true });
+      // As a pod's container (the kubelet sets POD_NAME) it keeps serving for a second after
+      // SIGTERM, while the proxies withdraw its endpoint; elsewhere it stops at once.
+      const { values } = parseArgs({
+        args: argv,
+        options: { port: { type: 'string', default: process.env.PORT ?? '8080' }, name: { type: 'string' }, 'drain-ms': { type: 'string', default: process.env.POD_NAME ? '1000' : '0' } },
+        strict: true,
+      });
       const ac = new AbortController();
-      for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => ac.abort());
-      await serveEcho(Number(values.port), ac.signal, values.name);
+      // A second signal (an impatient operator) stops at once.
+      for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => (ac.signal.aborted ? process.exit(0) : ac.abort()));
+      await serveEcho(Number(values.port), ac.signal, values.name, Number(values['drain-ms']));
     },
   },
   'cni-server': {

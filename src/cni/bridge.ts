@@ -19,14 +19,15 @@
  * - Both MAC addresses are chosen here and set at creation, so the result needs no read-back.
  * - The pod's namespace is opened once, here, and the node-side ip(8) names it through this
  *   process's descriptor (`netns /proc/<pid>/fd/<n>`): no path from the runtime ever becomes
- *   a word of a batch line.
+ *   a word of a batch line. (Nothing else in the plugins depends on the process: the earlier
+ *   `netns <process.pid>` for the node end is gone with the pair now made on the node side.)
  * - The node-side batches go through startIpBatch(): in podnet cni-server that is one
  *   long-running ip(8) (kernel/ip-session.ts), so a warm call starts only the pod-side one.
  * - When the IPAM type is podnet-ipam, its code runs in this process instead of a second
  *   executable; any other IPAM (the reference host-local, say) is executed as the spec says.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { CniCode, CniError, invalidConfig } from './errors.ts';
 import type { CniPlugin } from './skel.ts';
 import type { Attachment, CniArgs, CniDNS, CniInterface, CniResult, CniRoute, NetConf } from './types.ts';
@@ -300,7 +301,8 @@ async function add(args: CniArgs, conf: BridgeConf): Promise<CniResult> {
       hostVeth: hostVethName(args.containerId, args.ifName),
       containerMac: conf.mac ?? randomMac(),
       hostMac: randomMac(),
-      podNetns: `/proc/${process.pid}/fd/${podNs}`,
+      // This process as /proc numbers it (process.pid may differ, in a PID namespace without its own /proc).
+      podNetns: `/proc/${readlinkSync('/proc/self')}/fd/${podNs}`,
     };
     const plan = planAdd(conf, ipam, names);
     const families = new Set(ipam.ips.map((i) => parsePrefix(i.address, false).ip.family));

@@ -8,10 +8,10 @@
  *   with the plugin named by the shim, the shim's whole environment and its stdin; the reply
  *   is what the executable would have printed and its exit code. The plugins keep no state
  *   between calls, and what they take from the process itself is the same in both places:
- *   bridge.ts moves the veth peer to `netns <process.pid>`, the node namespace for the server
- *   too, because it only serves calls made in its own namespace (next note). Two things do
- *   differ: `ip`, `nft` and `nsenter` are looked up in the server's PATH rather than the
- *   runtime's, and files are created under the server's umask.
+ *   its network namespace, which is the caller's (next note), and relative paths, which the
+ *   configuration may not contain (dataDir, subnetFile and resolvConf must be absolute). Two
+ *   things do differ: `ip`, `nft` and `nsenter` are looked up in the server's PATH rather than
+ *   the runtime's, and files are created under the server's umask.
  * - A call is only served in the namespace it was made in: the shim sends the identity
  *   (st_dev, st_ino) of its /proc/self/ns/net, and on a mismatch the server answers "wrong
  *   namespace" and does nothing, and the shim runs the standalone build instead.

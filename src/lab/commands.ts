@@ -12,6 +12,7 @@ import { LabError, nsName } from './plan.ts';
 import { type Manifest, parseManifests } from './manifest.ts';
 import { readState, stateDir } from './state.ts';
 import { podNetns } from './runtime.ts';
+import { podServiceEnv } from './envvars.ts';
 
 export function openLab(lab: string): { ds: Datastore; close(): Promise<void> } {
   const st = readState(lab);
@@ -214,6 +215,8 @@ export async function execIn(lab: string, ds: Datastore, target: { pod?: string;
     netns = podNetns(lab, pod.metadata.uid ?? '');
     if (!existsSync(`/var/run/netns/${netns}`)) throw new LabError('PODNET_POD_NOT_RUNNING', `pod ${target.pod} has no sandbox (yet): its phase is ${pod.status?.phase ?? 'Pending'}`);
     Object.assign(env, { HOSTNAME: pod.metadata.name, POD_NAME: pod.metadata.name, POD_NAMESPACE: pod.metadata.namespace ?? 'default', POD_IP: pod.status?.podIP ?? '' });
+    // The same service variables the kubelet gave the pod's containers.
+    Object.assign(env, podServiceEnv(pod, (await ds.list('Service')).items));
     for (const e of pod.spec?.containers?.[0]?.env ?? []) if (e.value !== undefined) env[e.name] = e.value;
   }
   return new Promise((resolve) => {

@@ -9,3 +9,4 @@ export { parseManifests } from './manifest.ts';
 export type { Manifest } from './manifest.ts';
 export { runKubelet } from './kubelet-daemon.ts';
 export { quickstart } from './quickstart.ts';
+export { serveZone, answerFor, UPSTREAM_ZONE } from './zone.ts';

@@ -10,6 +10,7 @@ import { createDaemon, every } from '../daemon/index.ts';
 import { type Datastore, type Node, type Pod, EtcdDatastore, createInformer, isAlreadyExists, isNotFound, updateWithRetry } from '../datastore/index.ts';
 import { describe } from '../errors/index.ts';
 import { Kubelet, type KubeletStore, type PodObject } from './kubelet.ts';
+import { podServiceEnv } from './envvars.ts';
 import { loadConflist, type RuntimeConfig } from './runtime.ts';
 import { waitFor } from './procs.ts';
 
@@ -52,6 +53,10 @@ function datastoreStore(ds: Datastore): KubeletStore {
       ).catch((err) => {
         if (!isNotFound(err)) throw err;
       });
+    },
+    async serviceEnv(pod) {
+      const services = await ds.list('Service');
+      return podServiceEnv(pod as unknown as Pod, services.items);
     },
     async removePod(pod) {
       await ds.delete('Pod', { namespace: pod.metadata.namespace, name: pod.metadata.name }, { uid: pod.metadata.uid }).catch((err) => {

@@ -20,6 +20,8 @@ import { type Daemon, startDaemon, stopPids, waitFor } from './procs.ts';
 import { type LabState, readState, removeState, stateDir, writeState } from './state.ts';
 import { addNamespace, createNetwork, deleteNamespaces, labNamespaces, namespacePids, plugHost } from './topology.ts';
 import { podNetns, removeResolvConf } from './runtime.ts';
+import { dnsAddon } from './addons.ts';
+import { applyManifests, waitForPods } from './commands.ts';
 import { EtcdSubnetManager } from '../subnet/index.ts';
 import { run } from '../kernel/index.ts';
 
@@ -179,29 +181,34 @@ export async function removeNode(lab: string, name: string, progress: Progress =
   progress(`${name} removed`);
 }
 
-function labDaemon(lab: string, role: string): { state: LabState; daemon: Daemon } {
+function labDaemon(lab: string, role: string): Daemon {
   const state = readState(lab);
   if (!state) throw new LabError('PODNET_LAB_NOT_UP', `lab "${lab}" is not up`);
   const daemon = state.daemons.find((d) => d.role === role);
   if (!daemon) throw new LabError('PODNET_NOT_FOUND', `lab "${lab}" has no daemon "${role}" (daemons: ${state.daemons.map((d) => d.role).join(', ')})`);
-  return { state, daemon };
+  return daemon;
 }
 
 /** Stops one of the lab's daemons (SIGTERM, then SIGKILL after a grace period); it stays in the state, stopped. */
 export async function stopDaemon(lab: string, role: string): Promise<Daemon> {
-  const { daemon } = labDaemon(lab, role);
+  const daemon = labDaemon(lab, role);
   await stopPids([daemon.pid]);
   return daemon;
 }
 
 /** Stops a daemon if it runs and starts it again with the same command, in the same namespace. */
 export async function restartDaemon(lab: string, role: string): Promise<Daemon> {
-  const { state, daemon } = labDaemon(lab, role);
+  const daemon = labDaemon(lab, role);
   if (!daemon.argv) throw new LabError('PODNET_LAB_CANNOT_RESTART', `${role} was started by an older podnet that did not record its command; run \`podnet lab down --name ${lab}\` and up again`);
   await stopPids([daemon.pid]);
   const again = startDaemon(role, daemon.netns, daemon.argv, daemon.log, daemon.cwd);
-  state.daemons = state.daemons.map((d) => (d === daemon ? again : d));
-  writeState(lab, state);
+  // The state as it is now (another daemon may have been restarted meanwhile), read and
+  // written with nothing in between.
+  const state = readState(lab);
+  if (state) {
+    state.daemons = state.daemons.map((d) => (d.role === role ? again : d));
+    writeState(lab, state);
+  }
   return again;
 }
 
@@ -240,6 +247,8 @@ export async function up(options: LabOptions, progress: Progress = () => undefin
     await createNetwork(plan, (m) => progress(`network: ${m}`));
     // The "internet": a web server on the external host that tells who asked (masquerade shows).
     track(startDaemon('ext-web', plan.ext, [process.execPath, cli, 'serve-echo', '--port', '80', '--name', 'external-host'], join(dir, 'logs', 'ext-web.log')));
+    // …and a DNS zone (example.test) the cluster DNS forwards to.
+    track(startDaemon('ext-dns', plan.ext, [process.execPath, cli, 'serve-zone', '--port', '53', '--address', ADDRESS_PLAN.externalHost], join(dir, 'logs', 'ext-dns.log')));
     // etcd: the nodes reach it over the underlay; the CLI through a unix socket in the state
     // directory, so the root namespace's network carries nothing.
     track(
@@ -287,6 +296,8 @@ export async function up(options: LabOptions, progress: Progress = () => undefin
     }
     await waitForNodes(state, plan.nodes.map((n) => n.name));
     progress(`nodes: ${plan.nodes.length} Ready`);
+    await installAddons(state, cli);
+    progress(`add-ons: cluster DNS at ${ADDRESS_PLAN.dnsServiceIP} ready`);
     progress(`lab "${lab}" is up in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
     return state;
   } catch (err) {
@@ -305,13 +316,26 @@ export async function waitForNodes(state: LabState, names: string[], timeoutMs =
       `node(s) ${names.join(', ')}`,
       async () => {
         const nodes = await ds.list('Node').catch(() => ({ items: [] }));
-        const ready = new Set(nodes.items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).map((n) => n.metadata.name));
+        // Ready (its kubelet runs, its agent wrote the CNI configuration) and carrying its pod CIDR.
+        const ready = new Set(nodes.items.filter((n) => n.spec?.podCIDR && n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).map((n) => n.metadata.name));
         notReady = names.filter((n) => !ready.has(n));
         return notReady.length === 0;
       },
       timeoutMs,
       `see the agent and kubelet logs in ${join(stateDir(state.options.name), 'logs')}`,
     );
+  } finally {
+    await ds.close();
+  }
+}
+
+/** Installs the add-ons (the cluster DNS) and waits until they serve. */
+export async function installAddons(state: LabState, cli: string): Promise<void> {
+  const ds = new EtcdDatastore({ endpoints: `unix://${state.etcdSocket}` });
+  try {
+    const addons = dnsAddon(cli, state.etcdURL);
+    await applyManifests(ds, addons, () => undefined);
+    await waitForPods(state.options.name, ds, addons, 60_000);
   } finally {
     await ds.close();
   }
