@@ -88,10 +88,10 @@ export interface CliResult {
 }
 
 /** Runs `podnet ARGS` (dist/podnet.mjs under this Node) and times it from spawn to exit. */
-export function podnet(args: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<CliResult> {
+export function podnet(args: string[], opts: { timeoutMs?: number; input?: string; detached?: boolean } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'], detached: opts.detached ?? false });
     let stdout = '';
     let stderr = '';
     let ms = NaN;

@@ -141,7 +141,7 @@ function parseIperf(json: string): Sample {
 function nsClient(ns: string, args: string[]): Promise<string> {
   // iperf3 -J reports its own errors as JSON on stdout (exit 1): keep stdout whatever the exit.
   return new Promise((resolve, reject) => {
-    const c = spawn('ip', ['netns', 'exec', ns, 'iperf3', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn('ip', ['netns', 'exec', ns, 'iperf3', ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let out = '';
     let err = '';
     const timer = setTimeout(() => c.kill('SIGKILL'), 60_000);
@@ -157,7 +157,7 @@ function nsClient(ns: string, args: string[]): Promise<string> {
 }
 
 async function labClient(lab: string, pod: string, args: string[]): Promise<string> {
-  const r = await podnet(['lab', 'exec', '--name', lab, pod, '--', 'iperf3', ...args], { timeoutMs: 60_000 });
+  const r = await podnet(['lab', 'exec', '--name', lab, pod, '--', 'iperf3', ...args], { timeoutMs: 60_000, detached: true });
   if (r.stdout.trim().startsWith('{')) return r.stdout;
   throw new Error(`lab exec ${pod} iperf3 (lab ${lab}) failed (exit ${r.code}): ${r.stderr.trim()}`);
 }
@@ -267,7 +267,10 @@ export async function run(args: string[]): Promise<void> {
       vxlanTxoff: await makeTwoNode(bed, 'vt', 'vxlan-txoff'),
     };
     for (const b of Object.values(base)) {
-      const s = spawn('ip', ['netns', 'exec', b.server, 'iperf3', '-s'], { stdio: 'ignore' });
+      // Detached, as the lab kubelet starts a container: a session (so a scheduler autogroup)
+      // of its own, or the pod's server would get a larger CPU share than this one when the
+      // machine is busy.
+      const s = spawn('ip', ['netns', 'exec', b.server, 'iperf3', '-s'], { stdio: 'ignore', detached: true });
       servers.push(bed.track(s));
       await waitListening(b.server, async () => (await exec('ip', ['netns', 'exec', b.server, 'ss', '-Hltn'])).stdout);
     }
@@ -376,7 +379,9 @@ export async function run(args: string[]): Promise<void> {
       `(what host-gw programs); vxlan = the same structure with a VXLAN device per node (VNI 1, dstport 4789, ` +
       `nolearning, route onlink + permanent neighbour + static FDB entry, MTU 1450 on the devices and pods, as the ` +
       `agent programs it), once with the kernel's default offloads and once with \`ethtool -K vx0 tx off\` as podnet's ` +
-      `agent sets it. ${reps} repetition(s); in each, every pod path runs right next to its baseline(s), and the order ` +
+      `agent sets it. Every iperf3 client and server runs in a session of its own (so in its own scheduler autogroup), ` +
+      `as the lab kubelet starts a container, so that neither side gets a larger CPU share when the machine is busy. ` +
+      `${reps} repetition(s); in each, every pod path runs right next to its baseline(s), and the order ` +
       `is rotated every repetition and reversed every other one, so noise falls on both. Figures: median (min–max). ` +
       `Ratios: median of the per-repetition ratios (the two ran back to back), in brackets their range and the ratio of the ` +
       `two medians; goal ≥ 0.95 (✗ = missed).`;

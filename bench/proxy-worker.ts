@@ -17,12 +17,15 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { EndpointSlice, Service } from '../src/datastore/types.ts';
 import { CommandError, type RunOptions, type RunResult, type Runner } from '../src/kernel/index.ts';
 import { IptablesProxyDataplane, ProxyDataplane, translate } from '../src/proxy/index.ts';
 
 export interface WorkerSpec {
   mode: 'nftables' | 'iptables';
+  /** iptables mode: the host's `iptables-restore` (whatever backend it is), or the legacy binaries. */
+  iptables?: 'default' | 'legacy';
   services: number;
   endpointsPerService: number;
   /** Every service's endpoints are these addresses (latency test); generated when absent. */
@@ -33,6 +36,8 @@ export interface WorkerSpec {
   clusterCIDR: string;
   /** One-changed-service syncs timed after the full sync. */
   changes: number;
+  /** Then one more full sync over the existing table (restart, periodic resync). */
+  resync: boolean;
   /** Wrap commands in /usr/bin/time (user/sys CPU and peak RSS of nft / iptables-restore). */
   profile: boolean;
   /** Per-command time limit. */
@@ -54,6 +59,10 @@ export interface CommandStat {
 export interface SyncStat {
   label: string;
   mode: string;
+  /** Translating every object again before this sync (what the agent does on every change). */
+  translateMs: number;
+  /** This process's CPU time (user + system) during the sync: planning, rendering, I/O. */
+  cpuMs: number;
   totalMs: number;
   planMs: number;
   applyMs: number;
@@ -65,7 +74,7 @@ export interface SyncStat {
 export type WorkerLine =
   | { event: 'generated'; services: number; endpoints: number; generateMs: number; translateMs: number; rssMB: number }
   | { event: 'sync'; sync: SyncStat }
-  | { event: 'done'; maxRssKB: number; rssMB: number }
+  | { event: 'done'; maxRssKB: number; rssMB: number; cpuMs: number }
   | { event: 'error'; message: string };
 
 const SERVICE_NS = 'bench';
@@ -137,7 +146,8 @@ function timedRunner(spec: WorkerSpec, log: CommandStat[]): Runner {
   let n = 0;
   return (file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> => {
     const timeFile = join(dir, `t${n++}`);
-    const argv = spec.profile ? ['/usr/bin/time', '-f', '%e %U %S %M', '-o', timeFile, file, ...args] : [file, ...args];
+    const prog = spec.iptables === 'legacy' ? file.replace(/^(ip6?tables)(-save|-restore)?$/, '$1-legacy$2') : file;
+    const argv = spec.profile ? ['/usr/bin/time', '-f', '%e %U %S %M', '-o', timeFile, prog, ...args] : [prog, ...args];
     const input = opts.input ?? '';
     return new Promise((resolve, reject) => {
       const t0 = performance.now();
@@ -157,7 +167,7 @@ function timedRunner(spec: WorkerSpec, log: CommandStat[]): Runner {
       });
       child.on('close', (code, signal) => {
         clearTimeout(timer);
-        const stat: CommandStat = { cmd: `${file} ${args.join(' ')}`, ms: performance.now() - t0, inputBytes: Buffer.byteLength(input), outputBytes: outBytes };
+        const stat: CommandStat = { cmd: `${prog} ${args.join(' ')}`, ms: performance.now() - t0, inputBytes: Buffer.byteLength(input), outputBytes: outBytes };
         if (spec.profile) {
           try {
             const [, u, s, m] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
@@ -196,31 +206,56 @@ async function main(): Promise<void> {
   const runner = timedRunner(spec, log);
   const dp = spec.mode === 'nftables' ? new ProxyDataplane({ runner, conntrack: false }) : new IptablesProxyDataplane({ runner, conntrack: false });
 
+  let translateMs = t2 - t1;
   const sync = async (label: string): Promise<void> => {
     log.length = 0;
+    const cpu0 = process.cpuUsage();
     const r = await dp.sync(m.services, m.endpoints, m.node);
+    const cpu = process.cpuUsage(cpu0);
     if (!r.ok) throw new Error(`${label}: ${r.problems.map((p) => p.message.slice(0, 400)).join('; ')}`);
     const lines = 'lines' in r.counts ? r.counts.lines : 0;
     emit({
       event: 'sync',
-      sync: { label, mode: 'mode' in r ? r.mode : 'full', totalMs: r.timings.totalMs, planMs: r.timings.planMs, applyMs: r.timings.applyMs, lines, commands: [...log], rssMB: rssMB() },
+      sync: {
+        label,
+        mode: 'mode' in r ? r.mode : 'full',
+        translateMs,
+        cpuMs: (cpu.user + cpu.system) / 1000,
+        totalMs: r.timings.totalMs,
+        planMs: r.timings.planMs,
+        applyMs: r.timings.applyMs,
+        lines,
+        commands: [...log],
+        rssMB: rssMB(),
+      },
     });
   };
 
   await sync('full');
   // One changed service: endpoint 0 of a service in the middle gets a new address (a pod
-  // replaced), each time a different service.
+  // replaced), each time a different service; everything is translated again, as the agent does.
   for (let c = 0; c < spec.changes; c++) {
     const i = Math.floor(spec.services / 2) + c;
     const slice = cluster.slices[i - 1]!;
     slice.endpoints = [{ ...slice.endpoints[0]!, addresses: [spec.endpointIPs ? spec.endpointIPs[(c + 1) % spec.endpointIPs.length]! : ipText(((10 << 24) | (191 << 16)) + 1000 + c)] }, ...slice.endpoints.slice(1)];
+    const t = performance.now();
     m = translate({ ...input, services: cluster.services, endpointSlices: cluster.slices });
+    translateMs = performance.now() - t;
     await sync(`change ${c + 1}`);
   }
-  emit({ event: 'done', maxRssKB: process.resourceUsage().maxRSS, rssMB: rssMB() });
+  if (spec.resync) {
+    translateMs = 0;
+    if (dp instanceof ProxyDataplane) dp.requestFullSync();
+    await sync('resync');
+  }
+  const cpu = process.cpuUsage();
+  emit({ event: 'done', maxRssKB: process.resourceUsage().maxRSS, rssMB: rssMB(), cpuMs: (cpu.user + cpu.system) / 1000 });
 }
 
-if (process.argv[1]?.endsWith("proxy-worker.ts")) main().catch((err: unknown) => {
-  emit({ event: 'error', message: err instanceof Error ? err.message : String(err) });
-  process.exitCode = 1;
-});
+// Run only as a program (bench/proxy.ts imports makeCluster and the types).
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  main().catch((err: unknown) => {
+    emit({ event: 'error', message: err instanceof Error ? err.message : String(err) });
+    process.exitCode = 1;
+  });
+}

@@ -166,10 +166,17 @@ async function udpHits(lab: Lab, target: string, host: string, port: number, n: 
   return r.stdout.split('\n').filter(Boolean);
 }
 
+/** A Service once the controller has given it a ClusterIP. */
 async function serviceNamed(lab: Lab, name: string): Promise<any> {
-  const svc = (await lab.getJson('services')).find((s) => s.metadata.name === name);
-  assert.ok(svc, `service ${name} is listed by lab get services`);
-  return svc;
+  return eventually(`service ${name} has a ClusterIP`, async () => (await lab.getJson('services')).find((s) => s.metadata.name === name && s.spec?.clusterIP));
+}
+
+/** Fills `into` with the lab's Services once `names` have their ClusterIP (and `lbs` their LoadBalancer address). */
+async function allocated(lab: Lab, into: Record<string, any>, names: string[], lbs: string[]): Promise<void> {
+  await eventually(`Services ${names.join(', ')} allocated`, async () => {
+    for (const s of await lab.getJson('services')) into[s.metadata.name] = s;
+    return names.every((n) => into[n]?.spec?.clusterIP) && lbs.every((n) => into[n]?.status?.loadBalancer?.ingress?.[0]?.ip);
+  });
 }
 
 /** The endpoints of a Service, from its EndpointSlices. */
@@ -230,7 +237,7 @@ function withLab(name: string, upArgs: string[]): Lab {
 
 // ---------------------------------------------------------------------------------------------
 
-describe('services (nftables proxy, 3 nodes)', { skip, timeout: 240_000 }, () => {
+describe('services (nftables proxy, 3 nodes)', { skip, timeout: 360_000 }, () => {
   const NODES = [1, 2, 3];
   const lab = withLab(base, ['--nodes', '3']);
   const pods: Record<string, { ip: string; node: string }> = {};
@@ -257,7 +264,7 @@ describe('services (nftables proxy, 3 nodes)', { skip, timeout: 240_000 }, () =>
       ),
     );
     for (const p of await lab.pods()) pods[p.name] = { ip: p.ip, node: p.node };
-    for (const s of await lab.getJson('services')) svc[s.metadata.name] = s;
+    await allocated(lab, svc, ['web', 'weblb', 'webnp', 'aff', 'loclb', 'hp', 'none', 'udp'], ['weblb', 'loclb']);
     // Every endpoint ready in its slice, and the LoadBalancer addresses announced.
     await eventually('all endpoints ready', async () => (await readyEndpoints(lab, 'web')).length === 3 && (await readyEndpoints(lab, 'udp')).length === 2 && (await readyEndpoints(lab, 'loclb')).length === 1 && (await readyEndpoints(lab, 'hp')).length === 1, 30_000);
     for (const name of ['weblb', 'loclb']) {
@@ -268,7 +275,7 @@ describe('services (nftables proxy, 3 nodes)', { skip, timeout: 240_000 }, () =>
   });
 
   test('the controller allocated ClusterIPs, node ports, LoadBalancer addresses and a health-check port', () => {
-    for (const s of Object.values(svc)) assert.match(s.spec.clusterIP, /^10\.96\.1\.\d+$/, `${s.metadata.name}: ${s.spec.clusterIP}`);
+    for (const s of Object.values(svc).filter((x) => x.metadata.name !== 'kubernetes')) assert.match(s.spec.clusterIP, /^10\.96\.1\.\d+$/, `${s.metadata.name}: ${s.spec.clusterIP}`);
     for (const name of ['weblb', 'webnp', 'loclb']) assert.ok(svc[name].spec.ports[0].nodePort >= 30086, `${name} has a node port: ${JSON.stringify(svc[name].spec.ports)}`);
     assert.match(svc.weblb.status.loadBalancer.ingress[0].ip, /^192\.168\.1\.2\d\d$/);
     assert.ok(svc.loclb.spec.healthCheckNodePort > 0, 'eTP Local LoadBalancer has a healthCheckNodePort');
@@ -277,7 +284,7 @@ describe('services (nftables proxy, 3 nodes)', { skip, timeout: 240_000 }, () =>
   test('ClusterIP from a pod on every node: every endpoint answers, the client address is the pod\'s own', async () => {
     const ip = svc.web.spec.clusterIP;
     for (const i of NODES) {
-      const r = await hits(lab, `client${i}`, `http://${ip}/`, 20);
+      const r = await hits(lab, `client${i}`, `http://${ip}/`, 30);
       assert.deepEqual(r.failed, [], `client${i} → ${ip}`);
       assert.deepEqual([...new Set(r.ok.map((b) => b.pod))].sort(), ['web1', 'web2', 'web3'], `client${i} → ${ip}: answered by ${JSON.stringify(tally(r.ok.map((b) => b.pod)))}`);
       const clients = [...new Set(r.ok.map((b) => b.client))];
@@ -288,7 +295,7 @@ describe('services (nftables proxy, 3 nodes)', { skip, timeout: 240_000 }, () =>
   test('ClusterIP from every node itself reaches every endpoint', async () => {
     const ip = svc.web.spec.clusterIP;
     for (const i of NODES) {
-      const r = await hits(lab, `node/node${i}`, `http://${ip}/`, 20);
+      const r = await hits(lab, `node/node${i}`, `http://${ip}/`, 30);
       assert.deepEqual(r.failed, [], `node${i} → ${ip}`);
       assert.deepEqual([...new Set(r.ok.map((b) => b.pod))].sort(), ['web1', 'web2', 'web3'], `node${i} → ${ip}: answered by ${JSON.stringify(tally(r.ok.map((b) => b.pod)))}`);
     }
@@ -330,7 +337,7 @@ describe('services (nftables proxy, 3 nodes)', { skip, timeout: 240_000 }, () =>
 
   test('LoadBalancer address from the external host reaches every endpoint', async () => {
     const ip = svc.weblb.status.loadBalancer.ingress[0].ip;
-    const r = await hits(lab, 'ext', `http://${ip}/`, 20);
+    const r = await hits(lab, 'ext', `http://${ip}/`, 30);
     assert.deepEqual(r.failed, [], `ext → ${ip}`);
     assert.deepEqual([...new Set(r.ok.map((b) => b.pod))].sort(), ['web1', 'web2', 'web3'], JSON.stringify(tally(r.ok.map((b) => b.pod))));
     assert.ok(r.ok.every((b) => b.client !== EXT), 'eTP Cluster LoadBalancer traffic is masqueraded');
@@ -394,7 +401,8 @@ describe('services (nftables proxy, 3 nodes)', { skip, timeout: 240_000 }, () =>
   });
 
   test('scaling 2→5→1 and a readiness flip under a running client: no request fails', async (t) => {
-    const flipFile = `/tmp/${lab.name}-flip-ready`;
+    // flip's readiness: an exec probe, run (as a kubelet does) with the container's environment.
+    const flipFile = `/tmp/${lab.name}-ready-flip`;
     const stopFile = `/tmp/${lab.name}-loop-stop`;
     writeFileSync(flipFile, '');
     const flip = `apiVersion: v1
@@ -408,7 +416,7 @@ spec:
   - name: echo
     image: podnet/echo
     ports: [{containerPort: 8080}]
-    readinessProbe: {exec: {command: [test, -f, ${flipFile}]}, periodSeconds: 1, failureThreshold: 1}
+    readinessProbe: {exec: {command: [sh, -c, 'test -f /tmp/${lab.name}-ready-$POD_NAME']}, periodSeconds: 1, failureThreshold: 1}
 `;
     await mustApply(lab, docs(deployment('sc', 2), flip, service('sc', 'sc')));
     await eventually('3 ready endpoints (2 replicas + flip)', async () => (await readyEndpoints(lab, 'sc')).length === 3, 30_000);
@@ -548,7 +556,7 @@ spec:
   });
 });
 
-describe('services (iptables proxy, 2 nodes)', { skip, timeout: 120_000 }, () => {
+describe('services (iptables proxy, 2 nodes)', { skip, timeout: 180_000 }, () => {
   const lab = withLab(`${base}i`, ['--nodes', '2', '--proxy', 'iptables']);
   const pods: Record<string, { ip: string }> = {};
   const svc: Record<string, any> = {};
@@ -556,7 +564,7 @@ describe('services (iptables proxy, 2 nodes)', { skip, timeout: 120_000 }, () =>
   before(async () => {
     await mustApply(lab, docs(echoPod('web1', 'node1', 'web'), echoPod('web2', 'node2', 'web'), clientPod('client1', 'node1'), service('web', 'web'), service('webnp', 'web', { type: 'NodePort' }), service('none', 'nothing-has-this-label')));
     for (const p of await lab.pods()) pods[p.name] = { ip: p.ip };
-    for (const s of await lab.getJson('services')) svc[s.metadata.name] = s;
+    await allocated(lab, svc, ['web', 'webnp', 'none'], []);
     await eventually('both endpoints ready', async () => (await readyEndpoints(lab, 'web')).length === 2, 30_000);
   });
 
@@ -568,7 +576,7 @@ describe('services (iptables proxy, 2 nodes)', { skip, timeout: 120_000 }, () =>
   });
 
   test('ClusterIP from a pod reaches both endpoints, client address kept', async () => {
-    const r = await hits(lab, 'client1', `http://${svc.web.spec.clusterIP}/`, 20);
+    const r = await hits(lab, 'client1', `http://${svc.web.spec.clusterIP}/`, 24);
     assert.deepEqual(r.failed, []);
     assert.deepEqual([...new Set(r.ok.map((b) => b.pod))].sort(), ['web1', 'web2'], JSON.stringify(tally(r.ok.map((b) => b.pod))));
     assert.deepEqual([...new Set(r.ok.map((b) => b.client))], [pods.client1!.ip]);
@@ -577,7 +585,7 @@ describe('services (iptables proxy, 2 nodes)', { skip, timeout: 120_000 }, () =>
   test('NodePort on both nodes from the external host', async () => {
     const port = svc.webnp.spec.ports[0].nodePort;
     for (const i of [1, 2]) {
-      const r = await hits(lab, 'ext', `http://${nodeIP(i)}:${port}/`, 10);
+      const r = await hits(lab, 'ext', `http://${nodeIP(i)}:${port}/`, 16);
       assert.deepEqual(r.failed, [], `ext → node${i}:${port}`);
       assert.deepEqual([...new Set(r.ok.map((b) => b.pod))].sort(), ['web1', 'web2'], JSON.stringify(tally(r.ok.map((b) => b.pod))));
       assert.ok(r.ok.every((b) => b.client !== EXT), 'masqueraded (eTP Cluster)');

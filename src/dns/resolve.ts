@@ -19,8 +19,9 @@
  * (RFC 2308). The exceptions are the spec's: a headless service without ready endpoints is
  * NXDOMAIN, and so is everything below it.
  *
- * An ExternalName's CNAME is followed only while the target stays inside the zone; a target
- * outside is left to the client's resolver, so the answer never depends on the outside world.
+ * An ExternalName's CNAME is followed here only while the target stays inside the zone, so
+ * the resolution never depends on the outside world; the server (server.ts) resolves a target
+ * outside the zone through the forwarder and appends its records.
  * A reverse name whose address the cluster does not know is forwarded (CoreDNS's
  * `fallthrough in-addr.arpa ip6.arpa`), as is every name outside the zone.
  */

@@ -103,6 +103,7 @@ function upstreamAnswer(q: DecodedPacket, transport: 'udp' | 'tcp'): Packet {
   const base: Packet = { type: 'response', id: q.id, flags: packet.RECURSION_AVAILABLE | packet.RECURSION_DESIRED, questions: [question] };
   const name = question.name.toLowerCase();
   if (name === 'example.com' && question.type === 'A') return { ...base, answers: [{ name: question.name, type: 'A', ttl: 300, data: '192.0.2.1' }] };
+  if (name === 'www.example.com') return { ...base, answers: question.type === 'A' ? [{ name: question.name, type: 'A', ttl: 300, data: '192.0.2.80' }] : [] };
   if (name === 'gone.example.com') {
     return {
       ...base,
@@ -323,6 +324,19 @@ describe('dns server on 127.0.0.1, fed by informers over a MemoryDatastore', () 
     const theirs = await ask(server.port, { name: '1.2.0.192.in-addr.arpa', type: 'PTR' });
     assert.equal(theirs.rcode, 'NXDOMAIN', 'the fake upstream says NXDOMAIN to what it does not know');
     assert.ok(upstream.asked.includes('udp 1.2.0.192.in-addr.arpa'));
+  });
+
+  test('an ExternalName pointing outside the zone: the CNAME, then the target\'s records from the upstream', async () => {
+    // Stub resolvers (glibc, musl) do not chase CNAMEs: the server must, as CoreDNS does.
+    const a = await ask(server.port, { name: 'ext.default.svc.cluster.local' });
+    assert.equal(a.rcode, 'NOERROR');
+    assert.deepEqual(lines(a.answers), ['ext.default.svc.cluster.local. 5 IN CNAME www.example.com.', 'www.example.com. 300 IN A 192.0.2.80']);
+    assert.ok(upstream.asked.includes('udp www.example.com'));
+    const cname = await ask(server.port, { name: 'ext.default.svc.cluster.local', type: 'CNAME' });
+    assert.deepEqual(lines(cname.answers), ['ext.default.svc.cluster.local. 5 IN CNAME www.example.com.'], 'asked for the CNAME itself: nothing is chased');
+    const aaaa = await ask(server.port, { name: 'ext.default.svc.cluster.local', type: 'AAAA' });
+    assert.equal(aaaa.rcode, 'NOERROR');
+    assert.deepEqual(lines(aaaa.answers), ['ext.default.svc.cluster.local. 5 IN CNAME www.example.com.'], 'the target has no AAAA: the CNAME alone');
   });
 
   test('many concurrent queries over UDP and TCP are all answered', async () => {

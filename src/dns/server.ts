@@ -139,7 +139,19 @@ export class DnsHandler {
 
     const q: Question = { name: wq.name, type: wq.type, class: wq.class ?? 'IN' };
     const outcome = this.resolver.resolve(q);
-    if (outcome !== 'forward') return reply(rcodeNumber(outcome.rcode), outcome.authoritative, outcome, 'cluster');
+    if (outcome !== 'forward') {
+      // An ExternalName whose target lies outside the zone: stub resolvers (glibc, musl) do
+      // not chase a CNAME themselves, they expect the recursive server to, so the target is
+      // resolved through the upstreams and its records follow the CNAME (as CoreDNS does).
+      const last = outcome.answers[outcome.answers.length - 1];
+      if (this.forwarder && this.forwarder.upstreams.length > 0 && outcome.rcode === 'NOERROR' && last?.type === 'CNAME' && q.type !== 'CNAME' && q.type !== 'ANY' && !this.resolver.isClusterName(String(last.data))) {
+        const f = await this.forwarder.query({ name: String(last.data), type: q.type, class: q.class });
+        if (f.rcode === 'NOERROR' || f.rcode === 'NXDOMAIN') {
+          return reply(rcodeNumber(f.rcode), outcome.authoritative, { answers: [...outcome.answers, ...f.answers], authorities: f.answers.length > 0 ? [] : f.authorities, additionals: [] }, 'cluster');
+        }
+      }
+      return reply(rcodeNumber(outcome.rcode), outcome.authoritative, outcome, 'cluster');
+    }
     if (!this.forwarder || this.forwarder.upstreams.length === 0) return reply(RCODES.SERVFAIL, false, none, 'forward');
     const f = await this.forwarder.query(q);
     return reply(rcodeNumber(f.rcode), false, f, f.cached ? 'cache' : 'forward');

@@ -4,7 +4,7 @@
  * namespace; exec enters the pod's (or node's) namespaces with `ip netns exec`.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type AnyObject, type Datastore, EtcdDatastore, type Pod, type Service, isAlreadyExists, isNotFound, updateWithRetry } from '../datastore/index.ts';
 import { keepAllocatedValues, validateService } from '../controller/alloc.ts';
@@ -195,6 +195,25 @@ export function readManifestInput(file: string): string {
 
 export { parseManifests };
 
+/** The environment of the pod's first container process, when it runs in the pod's network namespace. */
+function containerEnv(lab: string, pod: Pod, netns: string): Record<string, string> | undefined {
+  const container = pod.spec?.containers?.[0]?.name;
+  if (!container) return undefined;
+  try {
+    const pidFile = join(stateDir(lab), 'nodes', String(pod.spec?.nodeName ?? ''), 'pods', `${pod.metadata.namespace}_${pod.metadata.name}`, `${container}.pid`);
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    if (!(pid > 0) || statSync(`/proc/${pid}/ns/net`).ino !== statSync(`/var/run/netns/${netns}`).ino) return undefined;
+    const env: Record<string, string> = {};
+    for (const kv of readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')) {
+      const i = kv.indexOf('=');
+      if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
+    }
+    return Object.keys(env).length > 0 ? env : undefined;
+  } catch {
+    return undefined; // not started (yet), exited, or another pod's file
+  }
+}
+
 /** Runs a command in a pod's namespaces with its env; resolves to the command's exit code. */
 export async function execIn(lab: string, ds: Datastore, target: { pod?: string; namespace?: string; node?: string; ext?: boolean }, argv: string[]): Promise<number> {
   if (argv.length === 0) throw new LabError('PODNET_EXEC_USAGE', 'nothing to run: podnet lab exec POD -- CMD [ARG…]');
@@ -214,10 +233,16 @@ export async function execIn(lab: string, ds: Datastore, target: { pod?: string;
     }
     netns = podNetns(lab, pod.metadata.uid ?? '');
     if (!existsSync(`/var/run/netns/${netns}`)) throw new LabError('PODNET_POD_NOT_RUNNING', `pod ${target.pod} has no sandbox (yet): its phase is ${pod.status?.phase ?? 'Pending'}`);
-    Object.assign(env, { HOSTNAME: pod.metadata.name, POD_NAME: pod.metadata.name, POD_NAMESPACE: pod.metadata.namespace ?? 'default', POD_IP: pod.status?.podIP ?? '' });
-    // The same service variables the kubelet gave the pod's containers.
-    Object.assign(env, podServiceEnv(pod, (await ds.list('Service')).items));
-    for (const e of pod.spec?.containers?.[0]?.env ?? []) if (e.value !== undefined) env[e.name] = e.value;
+    // The environment the kubelet gave the pod's first container, read from its process: the
+    // service variables are those that existed when the container started (which creation
+    // timestamps, to the second, cannot tell). Worked out again only when it does not run.
+    const started = containerEnv(lab, pod, netns);
+    if (started) Object.assign(env, started, { TERM: env.TERM });
+    else {
+      Object.assign(env, { HOSTNAME: pod.spec?.hostname ?? pod.metadata.name, POD_NAME: pod.metadata.name, POD_NAMESPACE: pod.metadata.namespace ?? 'default', POD_IP: pod.status?.podIP ?? '' });
+      Object.assign(env, podServiceEnv(pod, (await ds.list('Service')).items));
+      for (const e of pod.spec?.containers?.[0]?.env ?? []) if (e.value !== undefined) env[e.name] = e.value;
+    }
   }
   return new Promise((resolve) => {
     const child = spawn('ip', ['netns', 'exec', netns, 'env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), ...argv], { stdio: 'inherit' });

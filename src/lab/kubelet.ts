@@ -99,6 +99,8 @@ interface ContainerState {
   startedAt?: string;
   lastExit?: { exitCode: number | null; signal: string | null; finishedAt: string };
   ready: boolean;
+  /** The environment the container runs with (exec probes get it too). */
+  env?: Record<string, string>;
   /** Consecutive probe results, for the thresholds. */
   probeOk: number;
   probeFail: number;
@@ -261,6 +263,7 @@ export class Kubelet {
       if (pid > 0 && isAlive(pid) && nsInode !== undefined && netnsInode(`/proc/${pid}/ns/net`) === nsInode) {
         c.startedAt = prev?.state?.running?.startedAt ?? new Date().toISOString();
         c.ready = prev?.ready === true;
+        c.env = this.containerEnv(st, c, extraEnv);
         this.watch(st, c, new AdoptedProcess(pid), extraEnv);
       } else {
         this.startOne(st, c, extraEnv);
@@ -284,7 +287,8 @@ export class Kubelet {
     };
   }
 
-  private startOne(st: PodState, c: ContainerState, extraEnv: Record<string, string>): void {
+  /** The container's environment: the pod's identity, service links, then its own `env`. */
+  private containerEnv(st: PodState, c: ContainerState, extraEnv: Record<string, string>): Record<string, string> {
     const pod = st.pod;
     const env: Record<string, string> = {
       PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
@@ -296,6 +300,13 @@ export class Kubelet {
       ...extraEnv,
     };
     for (const e of c.spec.env ?? []) if (e.value !== undefined) env[e.name] = String(e.value);
+    return env;
+  }
+
+  private startOne(st: PodState, c: ContainerState, extraEnv: Record<string, string>): void {
+    const pod = st.pod;
+    const env = this.containerEnv(st, c, extraEnv);
+    c.env = env;
     const argv = containerArgv(c.spec, this.cfg.cli);
     const log = join(this.cfg.dir, 'pods', `${pod.metadata.namespace}_${pod.metadata.name}`, `${c.spec.name}.log`);
     const missing = missingExecutable(argv[0] ?? '', env.PATH ?? '');
@@ -363,7 +374,7 @@ export class Kubelet {
         else {
           const started = c.startedAt ? Date.parse(c.startedAt) : Date.now();
           if (Date.now() - started < (probe.initialDelaySeconds ?? 0) * 1000) continue;
-          const ok = await probeOnce(probe, st.ip, st.netns, c.spec);
+          const ok = await probeOnce(probe, st.ip, st.netns, c.spec, c.env);
           if (ok) {
             c.probeOk++;
             c.probeFail = 0;

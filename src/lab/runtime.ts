@@ -209,8 +209,12 @@ function resolvePort(port: number | string, c: { ports?: Array<{ name?: string; 
   throw new LabError('PODNET_BAD_PROBE', `probe port "${port}" is not a number or a named container port`);
 }
 
-/** One probe attempt: true when it passes. */
-export async function probeOnce(probe: Probe, podIP: string, netns: string, container: { ports?: Array<{ name?: string; containerPort: number }> }): Promise<boolean> {
+/**
+ * One probe attempt: true when it passes. An exec probe runs in the pod's namespace with the
+ * container's environment `env` (as a kubelet runs it inside the container), so a probe can
+ * say `test -f /tmp/ready-$POD_NAME`.
+ */
+export async function probeOnce(probe: Probe, podIP: string, netns: string, container: { ports?: Array<{ name?: string; containerPort: number }> }, env?: Record<string, string>): Promise<boolean> {
   const timeoutMs = (probe.timeoutSeconds ?? 1) * 1000;
   if (probe.tcpSocket) {
     const port = resolvePort(probe.tcpSocket.port, container);
@@ -244,7 +248,8 @@ export async function probeOnce(probe: Probe, podIP: string, netns: string, cont
   }
   if (probe.exec) {
     try {
-      await run('ip', ['netns', 'exec', netns, ...probe.exec.command.map(String)], { timeoutMs });
+      const withEnv = env ? ['env', '-i', '--', ...Object.entries(env).map(([k, v]) => `${k}=${v}`)] : [];
+      await run('ip', ['netns', 'exec', netns, ...withEnv, ...probe.exec.command.map(String)], { timeoutMs });
       return true;
     } catch {
       return false;

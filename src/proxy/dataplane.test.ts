@@ -51,7 +51,7 @@ describe('ProxyDataplane.sync', () => {
     assert.equal(r.changedServices, 18);
     assert.deepEqual(
       fake.calls.map((x) => `${x.file} ${x.args.join(' ')}`),
-      ['nft -t list table ip podnet-proxy', 'nft -f -'],
+      ['nft -t list chains ip ; list sets ip', 'nft -f -'],
     );
     assert.deepEqual(dump(fake.table('ip', 'podnet-proxy')), fresh());
     assert.deepEqual(dump(fake.table('inet', 'podnet')), agentBefore);
@@ -121,6 +121,31 @@ describe('ProxyDataplane.sync', () => {
     assert.equal((await sync()).mode, 'full');
   });
 
+  test('a full sync deletes leftovers found by name in its own table only', async () => {
+    const { fake, dp, sync, fresh } = setup();
+    await sync();
+    fake.apply(
+      [
+        'add chain ip podnet-proxy svc-AAAAAAAA-old',
+        'add chain ip podnet-proxy keep-me',
+        'add set ip podnet-proxy aff-AAAAAAAA-old { type ipv4_addr ; flags dynamic,timeout ; timeout 60s ; }',
+        'add table ip other',
+        'add chain ip other svc-BBBBBBBB-theirs',
+      ].join('\n'),
+    );
+    dp.requestFullSync();
+    const r = await sync();
+    assert.equal(r.ok, true, JSON.stringify(r.problems));
+    assert.equal(r.counts.chainsDeleted, 1);
+    assert.equal(r.counts.setsDeleted, 1);
+    const t = fake.table('ip', 'podnet-proxy')!;
+    assert.ok(!t.chains.has('svc-AAAAAAAA-old') && !t.sets.has('aff-AAAAAAAA-old'));
+    assert.ok(t.chains.has('keep-me'), 'chains of other names are left alone');
+    assert.ok(fake.table('ip', 'other')!.chains.has('svc-BBBBBBBB-theirs'), 'other tables are never touched');
+    t.chains.delete('keep-me');
+    assert.deepEqual(dump(t), fresh());
+  });
+
   test('a failed read of the table: nothing written, reported', async () => {
     const fake = new FakeNft();
     const runner: Runner = async (file, args, opts) => {
@@ -188,4 +213,8 @@ describe('removing the proxy', () => {
 test('parseTableNames reads chain, set and map names from a listing', () => {
   const listing = 'table ip podnet-proxy {\n\tmap service-ips {\n\t\ttype x\n\t}\n\n\tset aff-A {\n\t}\n\tchain svc-A {\n\t\tgoto ep-A\n\t}\n}\n';
   assert.deepEqual(parseTableNames(listing), { chains: ['svc-A'], sets: ['service-ips', 'aff-A'] });
+  // `list chains ip ; list sets ip`: two blocks per table, and other tables of the family left out.
+  const two = 'table ip other {\n\tchain svc-B {\n\t}\n}\ntable ip podnet-proxy {\n\tchain svc-A {\n\t}\n}\ntable ip other {\n\tset aff-B {\n\t}\n}\ntable ip podnet-proxy {\n\tset aff-A {\n\t}\n}\n';
+  assert.deepEqual(parseTableNames(two, 'ip podnet-proxy'), { chains: ['svc-A'], sets: ['aff-A'] });
+  assert.deepEqual(parseTableNames(two), { chains: ['svc-B', 'svc-A'], sets: ['aff-B', 'aff-A'] });
 });

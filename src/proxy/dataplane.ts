@@ -10,8 +10,9 @@
  * nothing changed). A full sync — on the first
  * sync, after any failure (`needFullSync`), when the node's context changes, and
  * periodically (an hour by default) — rewrites every chain and map of the table and deletes
- * the stale chains and sets it finds in `nft list table` by their name pattern: whatever
- * drifted (a hand-edited chain, an element someone deleted) is repaired there.
+ * the stale chains and sets it finds in `nft list chains` / `list sets` by their name
+ * pattern: whatever drifted (a hand-edited chain, an element someone deleted) is repaired
+ * there.
  *
  * Failures are returned as values, never thrown: the caller is a loop that will call again.
  * UDP conntrack cleanup runs after a successful write (see conntrack.ts), never on the
@@ -27,7 +28,7 @@ import { type IptablesPlan, iptablesJumps, parseSaveChains, planIptables } from 
 import { IPT_PREFIX } from './names.ts';
 import { type NftCounts, type NftPlanOptions, NftTableMirror, type NftTransaction, type ServicePlan, planService, tableName } from './nftables.ts';
 import { type ServiceChange, ServiceChangeTracker } from './tracker.ts';
-import { type EndpointsMap, type NodeContext, type ProxyProblem, type ServicePortMap } from './types.ts';
+import { type EndpointsMap, type NodeContext, type ProxyProblem, type ServicePortMap, nftFamily } from './types.ts';
 
 export interface ProxyDataplaneOptions {
   /** Run every command in this network namespace (a path such as /var/run/netns/x); tests only. */
@@ -78,11 +79,21 @@ function zeroCounts(): NftCounts {
   return { chainsWritten: 0, chainsDeleted: 0, rulesWritten: 0, elementsAdded: 0, elementsDeleted: 0, setsAdded: 0, setsDeleted: 0, lines: 0 };
 }
 
-/** Chain and set names in an `nft list table` answer. */
-export function parseTableNames(listing: string): { chains: string[]; sets: string[] } {
+/**
+ * Chain and set names in an `nft list table` / `nft list chains` / `nft list sets` answer;
+ * with `table` (`ip podnet-proxy`), only those inside that table's blocks.
+ */
+export function parseTableNames(listing: string, table?: string): { chains: string[]; sets: string[] } {
   const chains: string[] = [];
   const sets: string[] = [];
+  let inside = table === undefined;
   for (const line of listing.split('\n')) {
+    const t = /^table (\S+ \S+) \{/.exec(line);
+    if (t) {
+      inside = table === undefined || t[1] === table;
+      continue;
+    }
+    if (!inside) continue;
     const m = /^\s*(chain|set|map) (\S+) \{/.exec(line);
     if (!m) continue;
     if (m[1] === 'chain') chains.push(m[2]!);
@@ -198,7 +209,11 @@ export class ProxyDataplane {
     let existing: { chains: string[]; sets: string[] } | undefined;
     if (full) {
       try {
-        existing = parseTableNames((await this.run('nft', ['-t', 'list', 'table', ...tableName(node.family).split(' ')])).stdout);
+        // Names only: `list chains` / `list sets` (terse) rather than `list table`, which
+        // would also dump every rule (at 2,000 services × 25 endpoints: 0.3 s against 17 s).
+        const family = nftFamily(node.family);
+        const listing = await this.run('nft', ['-t', 'list', 'chains', family, ';', 'list', 'sets', family]);
+        existing = parseTableNames(listing.stdout, tableName(node.family));
       } catch (err) {
         if (err instanceof CommandError && MISSING.test(err.stderr)) existing = { chains: [], sets: [] };
         else {

@@ -10,8 +10,9 @@
  *     a rule or a map element still refers to cannot be deleted (EBUSY);
  *   - every rule must parse with the proxy's rule parser (so the tracer can walk it).
  *
- * It also answers `nft [-t] list table`, `nft list tables` and `nft delete table`, records
- * every call, and can be told to fail the next transaction. `conntrack` calls are recorded
+ * It also answers `nft [-t] list table`, `nft list tables`, `nft [-t] list chains|sets FAMILY`
+ * (several joined with `;`) and `nft delete table`, records every call, and can be told to
+ * fail the next transaction. `conntrack` calls are recorded
  * and answered like a conntrack that found nothing to delete.
  */
 import { CommandError, type RunOptions, type RunResult, type Runner } from '../kernel/index.ts';
@@ -325,6 +326,32 @@ export class FakeNft {
     return out.join('\n');
   }
 
+  /** `nft list chains [FAMILY]` / `nft -t list sets [FAMILY]`: names and declarations, no rules or elements. */
+  listDeclarations(what: 'chains' | 'sets', family?: string): string {
+    const out: string[] = [];
+    for (const t of this.tables.values()) {
+      if (family !== undefined && t.family !== family) continue;
+      out.push(`table ${t.family} ${t.name} {`);
+      if (what === 'chains') {
+        for (const [n, c] of t.chains) {
+          out.push(`\tchain ${n} {`);
+          if (c.base) out.push(`\t\ttype ${c.base.type} hook ${c.base.hook} priority ${c.base.priority}; policy ${c.base.policy};`);
+          out.push('\t}');
+        }
+      } else {
+        for (const [n, s] of t.sets) {
+          if (s.isMap) continue;
+          out.push(`\tset ${n} {`, `\t\ttype ${s.type}`);
+          if (s.flags.length) out.push(`\t\tflags ${s.flags.join(',')}`);
+          if (s.timeoutSeconds !== undefined) out.push(`\t\ttimeout ${s.timeoutSeconds}s`);
+          out.push('\t}');
+        }
+      }
+      out.push('}');
+    }
+    return out.length ? out.join('\n') + '\n' : '';
+  }
+
   /** A Runner answering nft (and conntrack) like the real tools. */
   readonly runner: Runner = async (file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> => {
     this.calls.push({ file, args: [...args], ...(opts.input !== undefined ? { input: opts.input } : {}), ...(opts.netns !== undefined ? { netns: opts.netns } : {}) });
@@ -343,6 +370,18 @@ export class FakeNft {
         return { stdout: '', stderr: '' };
       }
       if (a[0] === 'list' && a[1] === 'table' && a.length === 4) return { stdout: this.listTable(a[2]!, a[3]!, terse), stderr: '' };
+      if (a[0] === 'list' && (a[1] === 'chains' || a[1] === 'sets')) {
+        // `list chains FAMILY ; list sets FAMILY`: declarations only, per table.
+        const cmds: string[][] = [[]];
+        for (const x of a) if (x === ';') cmds.push([]);
+        else cmds[cmds.length - 1]!.push(x);
+        let out = '';
+        for (const c of cmds) {
+          if (c[0] !== 'list' || (c[1] !== 'chains' && c[1] !== 'sets') || c.length > 3) return fail(`fake: unsupported nft ${args.join(' ')}`);
+          out += this.listDeclarations(c[1], c[2]);
+        }
+        return { stdout: out, stderr: '' };
+      }
       if (a[0] === 'list' && a[1] === 'tables') return { stdout: [...this.tables.values()].map((t) => `table ${t.family} ${t.name}\n`).join(''), stderr: '' };
       if (a[0] === 'delete' && a[1] === 'table' && a.length === 4) {
         this.apply(`delete table ${a[2]} ${a[3]}`);
