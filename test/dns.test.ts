@@ -270,8 +270,11 @@ describe('cluster DNS in the lab (podnet dns behind 10.96.0.10)', { skip }, () =
 
   after(async () => {
     writeFileSync(stopFile, '');
-    await lab.down();
+    const pids = await lab.pids();
+    const down = await lab.down();
     for (const f of readdirSync('/tmp').filter((f) => f.startsWith(`${NAME}-`))) rmSync(`/tmp/${f}`, { force: true });
+    assert.equal(down.code, 0, down.stdout + down.stderr);
+    assert.deepEqual(lab.leftovers(pids), [], 'lab down left nothing behind');
   });
 
   test('the DNS add-on: two ready replicas behind kube-system/kube-dns at 10.96.0.10', async () => {

@@ -26,6 +26,7 @@ import { Dataplane, type ApplyResult } from './dataplane.ts';
 import { writeConflist, writeSubnetFile } from './cniconf.ts';
 import { vtepMac } from './vxlan.ts';
 import { startServiceAgent } from './services.ts';
+import { startCniServer } from '../cni/index.ts';
 import type { Backend, DataplaneSpec, NodeSpec } from './types.ts';
 
 export interface AgentOptions {
@@ -43,6 +44,11 @@ export interface AgentOptions {
   metricsHost: string;
   metricsPort: number;
   resyncMs: number;
+  /**
+   * Where the warm CNI server listens: the installed plugins (a small shim) hand each call to
+   * this process instead of starting Node (see docs/cni.md); absent: no server.
+   */
+  cniSocket?: string;
   /** The service proxy: nftables (default) or iptables; 'none' leaves services to someone else. */
   proxyMode: 'nftables' | 'iptables' | 'none';
   /** Builds the subnet manager over the datastore (etcd or, later, the Kubernetes API). */
@@ -140,6 +146,12 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       }
     }
   })();
+
+  // The warm CNI server, before the CNI config exists: the first pod's ADD already uses it.
+  if (o.cniSocket) {
+    await startCniServer({ socketPath: o.cniSocket, signal: d.signal, log: (e) => d.log.info(e, 'cni server') });
+    d.log.info({ socket: o.cniSocket }, 'CNI server listening');
+  }
 
   // 4. Data plane.
   const dataplane = new Dataplane();

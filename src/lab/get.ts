@@ -72,7 +72,7 @@ function rowsFor(kind: string, items: any[], wide: boolean, allNs: boolean): str
           ...nsCol(s),
           s.metadata.name,
           s.spec?.type ?? 'ClusterIP',
-          s.spec?.clusterIP ?? '<pending>',
+          s.spec?.clusterIP ?? (s.spec?.type === 'ExternalName' ? '<none>' : '<pending>'),
           s.spec?.type === 'ExternalName' ? s.spec.externalName : (s.status?.loadBalancer?.ingress ?? []).map((i: any) => i.ip).join(',') || (s.spec?.type === 'LoadBalancer' ? '<pending>' : '<none>'),
           (s.spec?.ports ?? []).map((p: any) => `${p.port}${p.nodePort ? `:${p.nodePort}` : ''}/${p.protocol ?? 'TCP'}`).join(',') || '<none>',
           age(s.metadata.creationTimestamp),

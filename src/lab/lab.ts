@@ -69,6 +69,8 @@ export const nodeComponents: NodeComponent[] = [
       // The address plan gives node i the subnet 10.244.i.0/24; the agent takes it if free.
       '--preferred-subnet', `10.244.${node.index}.0/24`,
       '--proxy-mode', plan.options.proxy,
+      // The warm CNI server the node's plugins hand their calls to.
+      '--cni-socket', join(dir, 'cni.sock'),
     ],
   },
   {
@@ -83,6 +85,7 @@ export const nodeComponents: NodeComponent[] = [
       '--cni-bin-dir', join(dir, 'cni-bin'),
       '--cni-conf-dir', join(dir, 'net.d'),
       '--state-dir', dir,
+      '--cni-socket', join(dir, 'cni.sock'),
     ],
   },
 ];
