@@ -497,7 +497,9 @@ function report(plan: Plan, res: WorkerResult, meta: { date: string; line: strin
     `forwards each call over a unix socket to a warm \`podnet cni-server\` in the node namespace, which runs the ` +
     `same dispatch() as the standalone build; when no server answers, or the server runs in another network ` +
     `namespace, the shim execs the Node single-executable build next to it (podnet-bridge.sea), so a node with ` +
-    `only the installed files works as before (the "thick plugin" of Multus and Cilium). In this run ADD p50 is ` +
+    `only the installed files works as before (the "thick plugin" of Multus and Cilium). A warm ADD starts one ` +
+    `process besides the shim (ip(8) in the pod's namespace; the node-side ip(8) batches run on processes the server ` +
+    `keeps), where the reference starts two Go programs (bridge, host-local). In this run ADD p50 is ` +
     `${ms(p50('thick', 'add'))} ms through the server against ${ms(p50('ref', 'add'))} ms for the reference ` +
     `(${ratio(p50('thick', 'add'), p50('ref', 'add'))}), DEL p50 ${ms(p50('thick', 'del'))} ms against ` +
     `${ms(p50('ref', 'del'))} ms (${ratio(p50('thick', 'del'), p50('ref', 'del'))}); without the server the shim ` +

@@ -241,7 +241,8 @@ export async function run(args: string[]): Promise<void> {
   const log = (m: string): void => console.error(`bench dataplane: ${m} (${elapsed()})`);
   await sweepLeftovers();
   const before = rootSnapshot();
-  const busy = quietS > 0 ? await waitQuiet(quietS * 1000, 0.25, log) : await backgroundBusy();
+  const busy = quietS > 0 ? await waitQuiet(quietS * 1000, 0.25, log) : { ...(await backgroundBusy()), waitedMs: 0 };
+  const measuredFrom = performance.now();
   log(`machine ${(busy.share * 100).toFixed(0)}% busy with other work before the run (load ${busy.load})`);
 
   const bed = new TestBed('benchdp');
@@ -367,7 +368,7 @@ export async function run(args: string[]): Promise<void> {
       ['l', 'r', 'r'],
     );
     const meta = machine();
-    const seconds = (performance.now() - started) / 1000;
+    const seconds = (performance.now() - measuredFrom) / 1000;
     const method =
       `iperf3 ${secs} s TCP tests (\`iperf3 -c SERVER -t ${secs} -J\`, and \`-P 4\`), client in the pod on node2 ` +
       `(same-node: on node1), server (\`iperf3 -s\`, a pod's container in the labs) in the pod on node1; ` +
@@ -394,7 +395,7 @@ export async function run(args: string[]): Promise<void> {
       `- Date: ${meta.date}`,
       `- Machine: ${meta.line}; before the run the machine was ${(busy.share * 100).toFixed(0)}% busy with other work (load average ${busy.load}); iperf3 ${(await exec('iperf3', ['--version']).catch(() => ({ stdout: '?' }))).stdout.split('\n')[0]?.replace(/^iperf /, '') ?? '?'}`,
       `- Build: ${build}`,
-      `- Run time: ${seconds.toFixed(0)} s`,
+      `- Run time: ${seconds.toFixed(0)} s${busy.waitedMs > 0 ? ` (after waiting ${(busy.waitedMs / 1000).toFixed(0)} s for the machine to be quieter)` : ''}`,
       `- Method: ${method}`,
       '',
       `### Throughput (Gbit/s, median (min–max) of ${reps}; retr. = median TCP retransmits)`,

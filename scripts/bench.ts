@@ -26,6 +26,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
     description: 'podnet dns with 10,000 services: dnsperf QPS and latency (internal, NXDOMAIN, search-path mixes), memory per 10,000 services (~2 min)',
     load: () => import('../bench/dns.ts'),
   },
+  proxy: {
+    description: 'service proxy: nftables vs iptables rule sync at 1,000/10,000 services × 25 endpoints (full, one change, memory), first-connection latency vs service count (root; ~10 min)',
+    load: () => import('../bench/proxy.ts'),
+  },
 };
 
 const [name, ...rest] = process.argv.slice(2);

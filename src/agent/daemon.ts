@@ -149,7 +149,9 @@ export async function runAgent(o: AgentOptions): Promise<void> {
 
   // The warm CNI server, before the CNI config exists: the first pod's ADD already uses it.
   if (o.cniSocket) {
-    await startCniServer({ socketPath: o.cniSocket, signal: d.signal, log: (e) => d.log.info(e, 'cni server') });
+    const cniServer = await startCniServer({ socketPath: o.cniSocket, signal: d.signal, log: (e) => d.log.info(e, 'cni server') });
+    // Calls in progress finish and the server's kept `ip` processes end before the agent exits.
+    d.onShutdown(() => cniServer.closed);
     d.log.info({ socket: o.cniSocket }, 'CNI server listening');
   }
 

@@ -7,7 +7,7 @@ import { parseUpstream } from './resolvconf.ts';
 import { DEFAULT_TTL, DEFAULT_ZONE, type PodsMode } from './types.ts';
 
 export const DNS_USAGE =
-  'usage: podnet dns --etcd URL [--listen 0.0.0.0:53] [--zone cluster.local] [--ttl 5] [--upstream IP[:PORT] ...] [--resolv-conf /etc/resolv.conf] [--pods verified|insecure|disabled] [--cache-size 10000] [--metrics-address 0.0.0.0:9153]';
+  'usage: podnet dns --etcd URL [--listen 0.0.0.0:53] [--zone cluster.local] [--ttl 5] [--upstream IP[:PORT] ...] [--resolv-conf /etc/resolv.conf] [--pods verified|insecure|disabled] [--cache-size 10000] [--metrics-address 0.0.0.0:9153] [--lameduck SECONDS]';
 
 /** `HOST:PORT` or `[IPv6]:PORT`; the host must be an IP address. */
 export function parseListen(text: string, flag: string): { host: string; port: number } {
@@ -31,6 +31,7 @@ export async function dnsCommand(argv: string[]): Promise<void> {
       pods: { type: 'string', default: 'verified' },
       'cache-size': { type: 'string' },
       'metrics-address': { type: 'string', default: '0.0.0.0:9153' },
+      lameduck: { type: 'string', default: '0' },
     },
     strict: true,
   });
@@ -43,6 +44,8 @@ export async function dnsCommand(argv: string[]): Promise<void> {
   if (!['verified', 'insecure', 'disabled'].includes(pods)) throw new PodnetError('PODNET_USAGE', `--pods must be verified, insecure or disabled, not "${values.pods}"`);
   const zone = values.zone.toLowerCase().replace(/\.$/, '');
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(zone)) throw new PodnetError('PODNET_USAGE', `--zone "${values.zone}" is not a domain name`);
+  const lameduck = Number(values.lameduck.replace(/s$/, ''));
+  if (!Number.isFinite(lameduck) || lameduck < 0 || lameduck > 300) throw new PodnetError('PODNET_USAGE', `--lameduck "${values.lameduck}" is not a number of seconds (0–300)`);
   let cacheSize: number | undefined;
   if (values['cache-size'] !== undefined) {
     cacheSize = Number(values['cache-size']);
@@ -60,5 +63,6 @@ export async function dnsCommand(argv: string[]): Promise<void> {
     ...(cacheSize !== undefined ? { cacheSize } : {}),
     metricsHost: metrics.host,
     metricsPort: metrics.port,
+    lameduckMs: Math.round(lameduck * 1000),
   });
 }

@@ -31,6 +31,12 @@ export interface DnsDaemonOptions {
   cacheSize?: number;
   metricsHost: string;
   metricsPort: number;
+  /**
+   * On SIGTERM, keep answering this long before closing (CoreDNS's `health { lameduck }`):
+   * health fails at once, and clients keep getting answers while the proxies drop this
+   * replica from the Service. Default 0.
+   */
+  lameduckMs?: number;
 }
 
 /** How long to wait for the first lists before serving anyway. */
@@ -108,6 +114,17 @@ export async function runDns(opts: DnsDaemonOptions): Promise<void> {
     onError: (err) => d.log.warn({ err: describe(err) }, 'dns socket'),
   });
   d.onShutdown(() => server.close());
+  const lameduckMs = opts.lameduckMs ?? 0;
+  if (lameduckMs > 0) {
+    // Registered after the server's closer, so it runs before it.
+    let stopping = false;
+    d.addHealthCheck('not-stopping', () => !stopping);
+    d.onShutdown(async () => {
+      stopping = true;
+      d.log.info({ ms: lameduckMs }, 'lame duck: still answering before closing');
+      await sleep(lameduckMs);
+    });
+  }
   new Gauge({ name: 'podnet_dns_cache_entries', help: 'Answers in the forward cache', registers, collect() { this.set(server.forwarder.cache?.size ?? 0); } });
   new Gauge({
     name: 'podnet_dns_records',

@@ -22,10 +22,13 @@ export function dnsAddon(cli: string, etcdURL: string): Manifest[] {
           spec: {
             // The DNS must not resolve through itself.
             dnsPolicy: 'Default',
+            // Deleted (a rollout, a drained node), a replica keeps answering for its lame-duck
+            // time while the proxies drop it from kube-dns: no client query is refused.
+            terminationGracePeriodSeconds: 10,
             containers: [
               {
                 name: 'dns',
-                command: [process.execPath, cli, 'dns', '--etcd', etcdURL, '--listen', '0.0.0.0:53', '--upstream', ADDRESS_PLAN.externalHost, '--metrics-address', '0.0.0.0:9153'],
+                command: [process.execPath, cli, 'dns', '--etcd', etcdURL, '--listen', '0.0.0.0:53', '--upstream', ADDRESS_PLAN.externalHost, '--metrics-address', '0.0.0.0:9153', '--lameduck', '3'],
                 ports: [
                   { name: 'dns', containerPort: 53, protocol: 'UDP' },
                   { name: 'dns-tcp', containerPort: 53, protocol: 'TCP' },
