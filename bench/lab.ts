@@ -98,7 +98,8 @@ class Timeline {
   async start(etcdSocket: string): Promise<void> {
     this.ds = new EtcdDatastore({ endpoints: `unix://${etcdSocket}` });
     const inf = createInformer(this.ds, 'Pod');
-    const see = (p: { metadata: { uid?: string }; spec?: { nodeName?: string }; status?: { podIP?: string; conditions?: Array<{ type: string; status: string }> } }): void => {
+    const see = (p: { metadata: { uid?: string; labels?: Record<string, string> }; spec?: { nodeName?: string }; status?: { podIP?: string; conditions?: Array<{ type: string; status: string }> } }): void => {
+      if (p.metadata.labels?.app !== 'bench-sleep') return; // Only the Deployment's pods (not the lab's own).
       const now = performance.now() - this.t0;
       const uid = p.metadata.uid ?? '';
       let t = this.pods.get(uid);
@@ -493,6 +494,8 @@ export async function run(args: string[]): Promise<void> {
       // Grouped: what each kind of work costs.
       const group = (f: (l: string) => boolean): number => secs(rows.filter(([l]) => f(l)).reduce((a, [, n]) => a + n, 0));
       const cni = group((l) => /podnet-bridge|podnet-ipam/.test(l));
+      const agentJs = group((l) => l === 'agent');
+      const agentKids = group((l) => l.startsWith('agent →'));
       const ipOnly = group((l) => /^kubelet → ip$/.test(l));
       const kubeletJs = group((l) => l === 'kubelet');
       const etcd = group((l) => l === 'etcd');
@@ -503,6 +506,7 @@ export async function run(args: string[]): Promise<void> {
       profSummary =
         `Of ${totalS.toFixed(0)} CPU-seconds (${(totalS / (applyMs / 1000)).toFixed(1)} CPUs × ${s1(applyMs)} s, ${PERF_HZ} Hz samples): ` +
         `CNI plugin processes ${cni.toFixed(1)} s (${((cni * 1000) / pods).toFixed(0)} ms/pod), ` +
+        `agents (with the warm CNI server, when there is one) ${agentJs.toFixed(1)} s and the processes they start ${agentKids.toFixed(1)} s, ` +
         `\`ip\` processes the kubelet runs (netns add, link set lo up, netns exec for plugins and containers) ${ipOnly.toFixed(1)} s, ` +
         `kubelet JavaScript ${kubeletJs.toFixed(1)} s, etcd ${etcd.toFixed(1)} s, controller ${ctrl.toFixed(1)} s, ` +
         `the apply CLI ${applyCli.toFixed(1)} s, idle ${idle.toFixed(1)} s, other work on the machine ${other.toFixed(1)} s.`;

@@ -42,6 +42,8 @@ export interface WorkerSpec {
   profile: boolean;
   /** Per-command time limit. */
   commandTimeoutMs: number;
+  /** Where /usr/bin/time writes (the parent's, removed by it even when it kills this process). */
+  tmpDir?: string;
 }
 
 /** One command the dataplane ran. */
@@ -141,8 +143,8 @@ export function makeCluster(spec: WorkerSpec): { services: Service[]; slices: En
  * 10,000 × 25 services is larger than that), recording each command.
  */
 function timedRunner(spec: WorkerSpec, log: CommandStat[]): Runner {
-  const dir = mkdtempSync(join(tmpdir(), 'podnet-bench-proxy-'));
-  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const dir = spec.tmpDir ?? mkdtempSync(join(tmpdir(), 'podnet-bench-proxy-'));
+  if (!spec.tmpDir) process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   let n = 0;
   return (file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> => {
     const timeFile = join(dir, `t${n++}`);

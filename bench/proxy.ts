@@ -32,7 +32,7 @@
  * Options: --quick (1,000 services only, fewer connections, nothing written), --no-write.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
@@ -80,7 +80,7 @@ function plan(quick: boolean): { sync: SyncCase[]; latency: LatencyCase[]; skipp
   if (!quick) {
     sync.push(
       { mode: 'nftables', services: LARGE, changes: 3, resync: true, capS: 300 },
-      { mode: 'iptables-legacy', services: LARGE, changes: 0, resync: false, capS: 45 },
+      { mode: 'iptables-legacy', services: LARGE, changes: 0, resync: false, capS: 120 },
       { mode: 'iptables', services: LARGE, changes: 0, resync: false, capS: 45 },
     );
   }
@@ -98,7 +98,7 @@ function plan(quick: boolean): { sync: SyncCase[]; latency: LatencyCase[]; skipp
       why: 'not run: with the host default (nf_tables backend) iptables-restore of 10,000 services × 2 endpoints took 181 s (113 s CPU) when this benchmark was written, beyond the run budget; the rule walk per packet is the same linear PODNET-SERVICES chain as the legacy row',
     });
   }
-  return { sync, latency, skippedLatency, rounds: quick ? 15 : 50, warmup: quick ? 3 : 5 };
+  return { sync, latency, skippedLatency, rounds: quick ? 30 : 200, warmup: quick ? 3 : 10 };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -109,6 +109,8 @@ interface WorkerRun {
   syncs: SyncStat[];
   done?: Extract<WorkerLine, { event: 'done' }>;
   error?: string;
+  /** How long the failing step had run. */
+  errorStepS?: number;
   /** Killed at the cap: the step that was running, how long it had run, the tools' peak RSS so far. */
   timedOut?: { step: string; stepS: number; capS: number; tools: Array<{ name: string; hwmKB: number }> };
   wallS: number;
@@ -145,6 +147,7 @@ function runWorker(ns: Netns, spec: WorkerSpec, capS: number, say: (m: string) =
     const t0 = performance.now();
     const out: WorkerRun = { syncs: [], wallS: 0 };
     let lastEvent = t0;
+    let lastEventBefore = t0;
     let stderr = '';
     const child = track(spawn('ip', ['netns', 'exec', ns.name, NODE, WORKER, JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'pipe'] }));
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-4000)));
@@ -161,7 +164,11 @@ function runWorker(ns: Netns, spec: WorkerSpec, capS: number, say: (m: string) =
         out.syncs.push(ev.sync);
         say(`  ${ev.sync.label}: ${(ev.sync.totalMs / 1000).toFixed(2)} s (${ev.sync.mode}, ${ev.sync.lines} lines)`);
       } else if (ev.event === 'done') out.done = ev;
-      else if (ev.event === 'error') out.error = ev.message;
+      else if (ev.event === 'error') {
+        out.error = ev.message;
+        out.errorStepS = (performance.now() - lastEventBefore) / 1000;
+      }
+      if (ev.event !== 'error') lastEventBefore = lastEvent;
     });
     const timer = setTimeout(() => {
       void (async () => {
@@ -303,7 +310,7 @@ interface LatencyResult {
 
 const f1 = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : '–');
 const f2 = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : '–');
-const f0 = (x: number): string => (Number.isFinite(x) ? x.toFixed(0) : '–');
+const f0 = (x: number): string => (Number.isFinite(x) ? (Math.round(x) === 0 ? '0' : x.toFixed(0)) : '–');
 const thousands = (n: number): string => n.toLocaleString('en-US');
 
 function toolOf(s: SyncStat): CommandStat | undefined {
@@ -322,6 +329,13 @@ function maxToolRssMB(r: WorkerRun): number {
   for (const s of r.syncs) for (const c of s.commands) m = Math.max(m, (c.maxRssKB ?? 0) / 1024);
   for (const t of r.timedOut?.tools ?? []) m = Math.max(m, t.hwmKB / 1024);
   return m;
+}
+
+/** A failed step, short: "failed after 54 s: iptables-restore: line 1266104 failed". */
+function failure(r: WorkerRun): string | undefined {
+  if (!r.error) return undefined;
+  const last = r.error.split(': ').slice(-2).join(': ');
+  return `failed${r.errorStepS !== undefined ? ` after ${f0(r.errorStepS)} s` : ''}: ${last}`;
 }
 
 function pct(xs: number[], p: number): number {
@@ -363,13 +377,13 @@ function report(
       MODES[s.c.mode].label,
       scale(s.c.services),
       f ? thousands(f.lines) : '–',
-      f ? f2(f.totalMs / 1000) : (cap ?? s.r.error ?? '–'),
+      f ? f2(f.totalMs / 1000) : (cap ?? failure(s.r) ?? '–'),
       f ? f2(f.planMs / 1000) : '–',
       f ? f2(f.applyMs / 1000) : '–',
       f ? f2(f.cpuMs / 1000) : '–',
       f && t ? `${f2(t.userS ?? NaN)} + ${f2(t.sysS ?? NaN)}` : '–',
       s.r.done ? f0(s.r.done.maxRssKB / 1024) : '–',
-      `${f0(maxToolRssMB(s.r))}${s.r.timedOut && !f ? ' (so far)' : ''}`,
+      maxToolRssMB(s.r) > 0 ? `${f0(maxToolRssMB(s.r))}${s.r.timedOut && !f ? ' (so far)' : ''}` : '–',
     ]);
   }
   const fullT = table(
@@ -389,7 +403,7 @@ function report(
           MODES[s.c.mode].label,
           scale(s.c.services),
           '0',
-          cap ?? (s.c.mode !== 'nftables' ? 'not re-run: every iptables sync is a full one (≥ the full sync above)' : (s.r.error ?? '–')),
+          cap ?? (s.c.mode !== 'nftables' ? 'not re-run: every iptables sync is a full one (≥ the full sync above)' : (failure(s.r) ?? '–')),
           '–',
           '–',
           '–',
@@ -428,7 +442,7 @@ function report(
     reRows.push([
       MODES[s.c.mode].label,
       scale(s.c.services),
-      r ? f2(r.totalMs / 1000) : (capped(s, 'resync') ?? s.r.error ?? '–'),
+      r ? f2(r.totalMs / 1000) : (capped(s, 'resync') ?? failure(s.r) ?? '–'),
       list ? f0(list.ms) : '–',
       r && t ? f2(t.ms / 1000) : '–',
       r && t ? `${f2(t.userS ?? NaN)} + ${f2(t.sysS ?? NaN)}` : '–',
@@ -452,6 +466,10 @@ function report(
       const gt = !f && s.r.timedOut ? '> ' : '';
       const oneNft = ch.length ? median(ch.map((x) => x.totalMs)) : NaN;
       const oneIpt = ipCh.length ? median(ipCh.map((x) => x.totalMs)) : f ? f.totalMs : other;
+      if (!Number.isFinite(other)) {
+        ratioRows.push([`${MODES[m].label} / nftables`, scale(n), failure(s.r) ?? '–', '–']);
+        continue;
+      }
       ratioRows.push([
         `${MODES[m].label} / nftables`,
         scale(n),
@@ -514,7 +532,7 @@ function report(
   ].join('\n');
 
   const method = [
-    `Rule sync: for each mode and size a fresh namespace and one worker process (bench/proxy-worker.ts under \`ip netns exec\`) that generates the objects (ClusterIP services, one TCP port 80 → 8080, ${EPS} ready endpoints each spread over 64 nodes, 1 in 64 local; cluster CIDR 10.128.0.0/10), translates them with \`translate()\`, and drives ProxyDataplane / IptablesProxyDataplane with a runner that times each command and wraps it in /usr/bin/time (user/system CPU and peak RSS of nft or iptables-restore; conntrack cleanup off, TCP only).`,
+    `Rule sync: for each mode and size a fresh namespace and one worker process (bench/proxy-worker.ts under \`ip netns exec\`) that generates the objects (ClusterIP services, one TCP port 80 → 8080, ${EPS} ready endpoints each spread over 64 nodes, 1 in 64 local; cluster CIDR 10.128.0.0/10), translates them with \`translate()\`, and drives ProxyDataplane / IptablesProxyDataplane with a runner that times each command and wraps it in /usr/bin/time (user/system CPU in 10 ms steps and peak RSS of nft or iptables-restore; conntrack cleanup off, TCP only).`,
     `"One changed service": endpoint 0 of a service in the middle gets a new address (a replaced pod), a different service each time; all objects are translated again first (what the agent does; shown separately, not in the sync time). nftables makes a partial transaction of it; iptables mode has only full syncs. "Resync": one more full sync over the existing table (a restart, or the hourly full sync).`,
     `Wall = the sync call (plan = change tracking, planning, rendering; apply = running the tools, including reading names/iptables-save); proxy CPU = the worker's CPU during the sync; proxy peak RSS = the worker's maxRSS (objects, model, plans, script text). Runs over their cap are killed with their tools and shown as "> N s", with the tool's peak RSS up to then.`,
     `iptables rows: "host default" is \`iptables-restore\` as installed (${versions.iptables}); "legacy" the same planner and executor with iptables-legacy-restore/-save (${versions.legacy}).`,
@@ -616,8 +634,11 @@ function findingsText(syncs: SyncResult[], lat: LatencyResult[]): string {
     `- **One changed service (nftables) is bound by nft reading the table, not by the change.** The transaction is ${c10.length ? median(c10.map((x) => x.lines)) : median(c1.map((x) => x.lines))} lines (flush and refill the service chain, a new endpoint chain and its rules, delete the old one), yet nft spent ${f0(usr(c1))} ms user + ${f0(sys(c1))} ms system CPU at 1,000 × 25 and ${f0(usr(c10))} + ${f0(sys(c10))} ms at 10,000 × 25 (peak RSS ${f0(rss(c1))} MB and ${f0(rss(c10))} MB). nft 1.0.6 fills its cache with every chain in the namespace before any \`add rule\`, \`delete chain\` or element command (measured at 2,000 × 25: a one-line \`add chain\` or \`flush chain\` runs in 0.02 s, one \`add rule\`, \`delete chain\` or \`add element\` in 0.5–0.9 s), and the kernel's chain dump (nf_tables_dump_chains, 75% of a one-line transaction's samples under perf) walks the chain list from the start for every netlink message it fills, so it grows with the square of the number of chains: 10 times the services costs ${Number.isFinite(sys(c10) / sys(c1)) ? f0(sys(c10) / sys(c1)) : '?'} times the system CPU here. 10,000 × 25 is 260,000 chains (one per endpoint, as in kube-proxy's layout). Planning the change (${f0(median(c10.map((x) => x.planMs)))} ms, mostly fingerprinting all 250,000 endpoints to find it) and the agent's re-translation of every object (${f0(median(c10.map((x) => x.translateMs)))} ms) are each also over 50 ms at this size.`,
   );
   if (full10 && t10) {
+    const scriptMB = t10.inputBytes / 1048576;
+    const peakMB = (nf(LARGE)?.r.done?.maxRssKB ?? NaN) / 1024;
+    const listS = (nf(LARGE)?.r.syncs.find((x) => x.label === 'resync')?.commands.find((c) => / list /.test(c.cmd))?.ms ?? NaN) / 1000;
     out.push(
-      `- **Full sync (nftables, 10,000 × 25)**: ${thousands(full10.lines)} lines, ${f1(full10.planMs / 1000)} s planning and rendering in the proxy process (${f1(full10.cpuMs / 1000)} s CPU), ${f1(full10.applyMs / 1000)} s in nft, which used ${f1(t10.userS ?? NaN)} s user (parsing and evaluating) + ${f1(t10.sysS ?? NaN)} s system (the kernel building the table) and ${f1((t10.maxRssKB ?? NaN) / 1048576)} GB of memory. A perf profile (2,000 × 25) shows no single hot spot: it is the volume (about 5 lines per endpoint).`,
+      `- **Full sync (nftables, 10,000 × 25)**: ${thousands(full10.lines)} lines (${f0(scriptMB)} MB), ${f1(full10.planMs / 1000)} s planning and rendering in the proxy process (${f1(full10.cpuMs / 1000)} s CPU), ${f1(full10.applyMs / 1000)} s in nft, which used ${f1(t10.userS ?? NaN)} s user (parsing and evaluating) + ${f1(t10.sysS ?? NaN)} s system (the kernel building the table) and ${f1((t10.maxRssKB ?? NaN) / 1048576)} GB of memory; the rest of the wall time is waiting for a CPU. A perf profile (2,000 × 25) shows no single hot spot: it is the volume (about 5 lines per endpoint). The proxy process peaks at ${f0(peakMB)} MB (the objects, the model, every plan and the script text; ${f0(full10.rssMB)} MB right after the full sync). A full sync over the existing table (table above) costs more: reading the names is itself a chain dump (${f1(listS)} s), and the transaction flushes every chain too.`,
     );
   }
   {
@@ -626,10 +647,16 @@ function findingsText(syncs: SyncResult[], lat: LatencyResult[]): string {
       : ipt1?.r.timedOut
         ? `the host's iptables-restore (nf_tables backend) did not finish 1,000 × 25 within its ${ipt1.r.timedOut.capS} s cap`
         : undefined;
-    const legacy = legTool ? `the legacy one ${f1((legTool.userS ?? NaN) + (legTool.sysS ?? NaN))} s of CPU` : undefined;
+    const legacy = legTool ? `the legacy one needed ${f1((legTool.userS ?? NaN) + (legTool.sysS ?? NaN))} s of CPU` : undefined;
+    const leg10 = syncs.find((x) => x.c.mode === 'iptables-legacy' && x.c.services === LARGE)?.r;
+    const leg10Text = leg10?.error
+      ? `At 10,000 × 25 the legacy restore ${failure(leg10)}: legacy iptables replaces a table as one blob, and the kernel refuses this one at COMMIT (traced while writing this benchmark: setsockopt IPT_SO_SET_REPLACE of 564 MB → ENOMEM; x_tables caps a table at 512 MB)`
+      : leg10?.timedOut
+        ? `At 10,000 × 25 the legacy restore did not finish within ${leg10.timedOut.capS} s`
+        : undefined;
     if (host || legacy) {
       out.push(
-        `- **iptables**: ${[host, legacy].filter(Boolean).join('; ')}. Both grow faster than the rule count (measured on this machine while writing this benchmark: nf_tables backend 200 × 25 in 1.3 s user CPU, 400 × 25 in 7.5 s, 1,000 × 25 in 96 s, 10,000 × 2 in 113 s; legacy 10,000 × 25 still running after 200 s), so neither reaches 10,000 × 25 within the caps. Every iptables sync is a full one, and it first reads the whole table back with iptables-save.`,
+        `- **iptables**: ${[host, legacy].filter(Boolean).join('; ')}. Both grow faster than the rule count (measured on this machine while writing this benchmark: nf_tables backend 200 × 25 in 1.3 s user CPU, 400 × 25 in 7.5 s, 1,000 × 25 in 96 s, 10,000 × 2 in 113 s).${leg10Text ? ` ${leg10Text}.` : ''} Every iptables sync is a full one, and it first reads the whole table back with iptables-save.`,
       );
     }
   }
@@ -638,14 +665,14 @@ function findingsText(syncs: SyncResult[], lat: LatencyResult[]): string {
   if (nfL.length && legL.length) {
     const d = (l: LatencyResult) => median(l.us!['last']!) - median(l.us!['first']!);
     out.push(
-      `- **Latency**: the nftables path is one verdict-map lookup whatever the number of services (#N − #1: ${nfL.map((l) => `${f0(d(l))} µs at ${thousands(l.c.services)}`).join(', ')}); iptables walks PODNET-SERVICES rule by rule for the first packet of each connection (legacy #N − #1: ${legL.map((l) => `${f0(d(l))} µs at ${thousands(l.c.services)}`).join(', ')}). Later packets of a connection follow conntrack in both modes.`,
+      `- **Latency**: the nftables path is one verdict-map lookup whatever the number of services (#N − #1: ${nfL.map((l) => `${f0(d(l))} µs at ${thousands(l.c.services)}`).join(', ')}); iptables walks PODNET-SERVICES rule by rule for the first packet of each connection (legacy #N − #1: ${legL.map((l) => `${f0(d(l))} µs at ${thousands(l.c.services)}`).join(', ')}). A connection to no service at all — the "direct to pod" column — walks the whole list too in iptables mode (${legL.map((l) => `${f0(median(l.us!['direct']!))} µs at ${thousands(l.c.services)}`).join(', ')}, against ${nfL.map((l) => `${f0(median(l.us!['direct']!))} µs`).join(' and ')} with nftables): every new connection routed through the node pays it. Later packets of a connection follow conntrack in both modes.`,
     );
   }
   out.push(
     `- **Changed in src/proxy while writing this benchmark**: a full sync over an existing table read the chain and set names with \`nft -t list table\`, which also dumps every rule (at 2,000 × 25: 17 s and 530 MB); it now reads \`nft -t list chains ip ; list sets ip\` (names and declarations only; 0.3 s there), keeping only the proxy's table. This is the "reading names" column above. No change to what is written.`,
   );
   out.push(
-    `- **What would reach the goals** (not done here): fewer chains — the per-endpoint chains (hairpin and remote-masquerade marks, DNAT) are what makes a 10,000-service table 260,000 chains; a layout with one chain per service (DNAT through a numgen-indexed map, masquerade decisions in postrouting) has 26 times fewer chains, and the dump cost goes with their square; or talking netlink directly (no CLI cache); and incremental translation/tracking fed by the informers rather than re-translating and fingerprinting everything per change.`,
+    `- **What would reach the goals** (not done here): fewer chains — the per-endpoint chains (hairpin and remote-masquerade marks, DNAT) are what makes a 10,000-service table 260,000 chains; a layout with one chain per service (DNAT through a numgen-indexed map, masquerade decisions in postrouting) has 26 times fewer chains, and the dump cost goes with their square; or talking netlink directly (no CLI cache); and incremental translation/tracking fed by the informers rather than re-translating and fingerprinting everything per change. For the full sync, splitting the first transaction (endpoint chains first, then services and maps, as kubernetes#139328 proposes) would bound nft's memory, which is the bigger risk on a node than its time.`,
   );
   return out.join('\n');
 }
@@ -717,6 +744,7 @@ export async function run(args: string[]): Promise<void> {
         resync: c.resync,
         profile: true,
         commandTimeoutMs: c.capS * 1000 + 60_000,
+        tmpDir: mkdtempSync(join(bed.dir, `${tag}-`)),
       };
       const r = await runWorker(ns, spec, c.capS, say);
       if (r.timedOut) say(`  killed at the cap during ${r.timedOut.step} (${r.timedOut.stepS.toFixed(0)} s into it)`);

@@ -337,6 +337,13 @@ export async function installAddons(state: LabState, cli: string): Promise<void>
   const ds = new EtcdDatastore({ endpoints: `unix://${state.etcdSocket}` });
   try {
     const addons = dnsAddon(cli, state.etcdURL);
+    // The controller makes kube-system when it starts; on a busy machine the nodes can be Ready first.
+    await waitFor(
+      'namespace kube-system',
+      () => ds.get('Namespace', { name: 'kube-system' }).then(() => true, () => false),
+      30_000,
+      `the controller creates it: see ${join(stateDir(state.options.name), 'logs', 'controller.log')}`,
+    );
     await applyManifests(ds, addons, () => undefined);
     await waitForPods(state.options.name, ds, addons, 60_000);
   } finally {

@@ -3,7 +3,7 @@
  * and the external host. All commands run inside the lab's own namespaces (`ip -n`), so the
  * root namespace is never changed; a failure part-way removes what was made.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { run } from '../kernel/index.ts';
 import { ADDRESS_PLAN, type HostPlan, type LabPlan, nsPrefix, planPlug } from './plan.ts';
 
@@ -73,17 +73,55 @@ export async function createNetwork(plan: LabPlan, progress: (msg: string) => vo
   progress(`switch, router, external host, control plane and ${plan.nodes.length} node(s) wired`);
 }
 
-/** Deletes namespaces (and with them every link inside); missing ones are fine. */
+/**
+ * Deletes namespaces (and with them every link inside); missing ones are fine. One `ip -batch`
+ * for all of them: a lab with hundreds of pods would otherwise start hundreds of processes.
+ */
 export async function deleteNamespaces(names: string[]): Promise<void> {
-  await Promise.all(names.map((n) => run('ip', ['netns', 'del', n]).catch(() => undefined)));
+  if (names.length === 0) return;
+  // -force: go on after a line that fails (a namespace already gone).
+  await run('ip', ['-force', '-batch', '-'], { input: names.map((n) => `netns del ${n}\n`).join('') }).catch(() => undefined);
 }
 
-/** PIDs of processes living in a namespace (the pods' and daemons' processes). */
-export async function namespacePids(name: string): Promise<number[]> {
-  const { stdout } = await run('ip', ['netns', 'pids', name]).catch(() => ({ stdout: '' }));
-  return stdout
-    .split(/\s+/)
-    .filter(Boolean)
-    .map(Number)
-    .filter((n) => Number.isInteger(n) && n > 1);
+/** Requests made in the same tick, answered by one pass over /proc. */
+let pidRequests: Array<{ name: string; resolve: (pids: number[]) => void }> = [];
+
+function answerPidRequests(): void {
+  const requests = pidRequests;
+  pidRequests = [];
+  // A namespace is its nsfs inode: /var/run/netns/<name> is bound to it, /proc/<pid>/ns/net points to it.
+  const key = (st: { dev: number; ino: number }): string => `${st.dev}:${st.ino}`;
+  const wanted = new Map<string, number[]>();
+  const keys = requests.map((r) => {
+    try {
+      const k = key(statSync(`${NETNS_DIR}/${r.name}`));
+      wanted.set(k, []);
+      return k;
+    } catch {
+      return undefined; // Gone: no processes.
+    }
+  });
+  if (wanted.size > 0) {
+    for (const e of readdirSync('/proc')) {
+      const pid = Number(e);
+      if (!Number.isInteger(pid) || pid <= 1) continue;
+      try {
+        wanted.get(key(statSync(`/proc/${e}/ns/net`)))?.push(pid);
+      } catch {
+        // Exited meanwhile.
+      }
+    }
+  }
+  requests.forEach((r, i) => r.resolve(keys[i] === undefined ? [] : [...(wanted.get(keys[i]!) ?? [])]));
+}
+
+/**
+ * PIDs of processes living in a namespace (the pods' and daemons' processes), as
+ * `ip netns pids` finds them; calls made together share one pass over /proc.
+ */
+export function namespacePids(name: string): Promise<number[]> {
+  return new Promise((resolve) => {
+    if (pidRequests.length === 0) setImmediate(answerPidRequests);
+    pidRequests.push({ name, resolve });
+  });
 }
