@@ -430,7 +430,15 @@ export class Kubelet {
     if (k === st.statusKey) return;
     st.statusKey = k;
     (status.conditions as Array<Record<string, unknown>>).forEach((c) => (c.lastTransitionTime = now));
-    await this.store.updatePodStatus(st.pod, status).catch((err) => this.log.error('status update failed', { pod: key(st.pod), error: describe(err) }));
+    try {
+      await this.store.updatePodStatus(st.pod, status);
+    } catch (err) {
+      // Not written: forget it so that a later report writes it again, and retry soon, or a
+      // pod whose Ready write failed (etcd busy) would stay not-Ready for good.
+      if (st.statusKey === k) st.statusKey = undefined;
+      this.log.error('status update failed; retrying', { pod: key(st.pod), error: describe(err) });
+      if (!st.stopping) setTimeout(() => void this.report(st), 1000).unref();
+    }
   }
 
   /** Stops the pod's processes, detaches it from the network and removes its sandbox. */
