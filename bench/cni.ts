@@ -33,6 +33,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { run as exec } from '../src/kernel/index.ts';
 import { CNI_BIN, REF_BIN, ROOT, TestBed, isRoot } from '../test/support/netns.ts';
+import { updateSection } from './common.ts';
 
 const THIS_FILE = fileURLToPath(import.meta.url);
 const NODE24 = join(ROOT, 'node_modules', '.bin', 'node');
@@ -550,30 +551,6 @@ function report(plan: Plan, res: WorkerResult, meta: { date: string; line: strin
   return { text, md };
 }
 
-const HEADER = `# Benchmarks
-
-Measured figures for podnet, one \`## NAME\` section per benchmark. Run one with
-\`npm run bench -- NAME\` (as root: it runs scripts/setup.sh first, which installs and builds what
-is missing), or \`node scripts/bench.ts NAME\` with Node 24 (node_modules/.bin) first on PATH;
-\`node scripts/bench.ts\` lists the benchmarks. A run prints its figures and replaces only its own
-section below. Figures depend on the machine and on what else it is doing: compare ratios taken in
-the same run rather than absolute numbers across machines.
-
-`;
-
-/** Replaces the "## cni" section (up to the next "## " heading) or appends it. */
-export function updateBenchmarksMd(existing: string | undefined, section: string): string {
-  if (existing === undefined || existing.trim() === '') return HEADER + section;
-  const lines = existing.split('\n');
-  const start = lines.findIndex((l) => /^## cni\s*$/.test(l));
-  const body = section.replace(/\n+$/, '').split('\n');
-  if (start < 0) return existing.replace(/\n*$/, '\n\n') + section;
-  let end = lines.findIndex((l, i) => i > start && l.startsWith('## '));
-  if (end < 0) end = lines.length;
-  const after = lines.slice(end);
-  return [...lines.slice(0, start), ...body, ...(after.length > 0 ? ['', ...after] : [''])].join('\n');
-}
-
 export async function run(args: string[]): Promise<void> {
   const quick = args.includes('--quick');
   const write = !quick && !args.includes('--no-write');
@@ -667,7 +644,7 @@ export async function run(args: string[]): Promise<void> {
     console.log(out.text);
     if (write) {
       const existing = existsSync(BENCHMARKS_MD) ? readFileSync(BENCHMARKS_MD, 'utf8') : undefined;
-      writeFileSync(BENCHMARKS_MD, updateBenchmarksMd(existing, out.md));
+      writeFileSync(BENCHMARKS_MD, updateSection(existing, 'cni', out.md));
       console.error(`bench cni: wrote the "## cni" section of ${BENCHMARKS_MD}`);
     }
   } finally {
