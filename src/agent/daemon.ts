@@ -27,7 +27,7 @@ import { writeConflist, writeSubnetFile } from './cniconf.ts';
 import { vtepMac } from './vxlan.ts';
 import { startServiceAgent } from './services.ts';
 import { startCniServer } from '../cni/index.ts';
-import type { Backend, DataplaneSpec, NodeSpec } from './types.ts';
+import type { Backend, DataplaneSpec, NodeSpec, TxChecksumMode } from './types.ts';
 
 export interface AgentOptions {
   nodeName: string;
@@ -51,6 +51,8 @@ export interface AgentOptions {
   cniSocket?: string;
   /** The service proxy: nftables (default) or iptables; 'none' leaves services to someone else. */
   proxyMode: 'nftables' | 'iptables' | 'none';
+  /** TX checksum offload on the VXLAN device (default auto: off only on kernels with the bug). */
+  vxlanTxChecksum?: TxChecksumMode;
   /** Builds the subnet manager over the datastore (etcd or, later, the Kubernetes API). */
   subnets: (ds: Datastore, cfg: { clusterCIDR: string; subnetLen: number }) => SubnetManager;
 }
@@ -88,6 +90,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     syncSeconds: new Histogram({ name: 'podnet_agent_sync_duration_seconds', help: 'Duration of a data plane sync', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [d.registry] }),
     errors: new Counter({ name: 'podnet_agent_errors_total', help: 'Errors, by kind', labelNames: ['kind'], registers: [d.registry] }),
     lease: new Gauge({ name: 'podnet_agent_lease_held', help: '1 while the node holds its subnet lease', labelNames: ['subnet'], registers: [d.registry] }),
+    txChecksum: new Gauge({ name: 'podnet_agent_vxlan_tx_checksum_offload', help: '1: the VXLAN device keeps TX checksum offload, 0: turned off (by --vxlan-tx-checksum and the kernel)', labelNames: ['mode', 'kernel'], registers: [d.registry] }),
   };
   await d.serve(o.metricsHost, o.metricsPort);
 
@@ -156,7 +159,12 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   }
 
   // 4. Data plane.
-  const dataplane = new Dataplane();
+  const dataplane = new Dataplane(o.vxlanTxChecksum ? { vxlanTxChecksum: o.vxlanTxChecksum } : {});
+  if (o.backend === 'vxlan') {
+    const tx = dataplane.txChecksum;
+    m.txChecksum.set({ mode: tx.mode, kernel: tx.kernel }, tx.offload ? 1 : 0);
+    d.log.info({ mode: tx.mode, offload: tx.offload ? 'on' : 'off', kernel: tx.kernel }, `VXLAN TX checksum offload: ${tx.reason}`);
+  }
   let lastOK = false;
   let syncing: Promise<ApplyResult | undefined> | undefined;
   let pending = false;
@@ -179,10 +187,9 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       m.routes.set({ kind: 'routes' }, r.routes.added);
       m.routes.set({ kind: 'fdb' }, r.fdb.added);
       m.routes.set({ kind: 'neigh' }, r.neighs.added);
-      for (const e of r.errors) {
-        m.errors.inc({ kind: e.code });
-        d.log.warn({ code: e.code, peer: e.peer }, e.message);
-      }
+      for (const e of r.errors) m.errors.inc({ kind: e.code });
+      // A lasting problem (a peer behind a router) is logged once, not at every resync.
+      for (const e of r.newErrors) d.log.warn({ code: e.code, peer: e.peer }, e.message);
       if (r.changed) d.log.info({ why, routes: r.routes, fdb: r.fdb, neighs: r.neighs, masq: r.masq, device: r.device }, 'data plane synced');
       // 5. CNI: after the first sync, and whenever the pod MTU might change.
       if (r.podMTU !== undefined) {

@@ -64,12 +64,16 @@ const steadyVxlan = {
   'nft list chain inet podnet egress-masq': MASQ,
   'ethtool -K podnet.1 tx off': '',
 };
-const writes = (calls: Call[]) => calls.filter((c) => !/ (show|list) /.test(c.cmd)).map((c) => c.cmd);
+const writes = (calls: Call[]) => calls.filter((c) => !/ (show|list) |^ethtool -k /.test(c.cmd)).map((c) => c.cmd);
+/** A kernel with the NAT checksum bug, and one without (this decides `auto`). */
+const OLD_KERNEL = '5.4.0-42-generic';
+const NEW_KERNEL = '6.18.44-fc-v669';
+const FEATURES = (tx: 'on' | 'off') => `Features for podnet.1:\nrx-checksumming: on\ntx-checksumming: ${tx}\n\ttx-checksum-ip-generic: ${tx}\n`;
 
 describe('Dataplane (executor) against a fake kernel', () => {
   test('a resync with nothing changed only reads (after the first ethtool)', async () => {
     const { runner, calls } = fake(steadyVxlan);
-    const dp = new Dataplane({ runner });
+    const dp = new Dataplane({ runner, vxlanTxChecksum: 'off' });
     const first = await dp.apply(spec('vxlan'));
     assert.deepEqual(writes(calls), ['ethtool -K podnet.1 tx off']);
     assert.equal(first.changed, false);
@@ -85,7 +89,7 @@ describe('Dataplane (executor) against a fake kernel', () => {
 
   test('an empty node gets one ip batch, ethtool, one bridge batch, one nft script, in that order', async () => {
     const { runner, calls } = fake({ ...reads, 'ip -force -batch -': '', 'bridge -force -batch -': '', 'nft -f -': '', 'ethtool -K podnet.1 tx off': '' });
-    const r = await new Dataplane({ runner, netns: '/var/run/netns/pnt-x' }).apply(spec('vxlan'));
+    const r = await new Dataplane({ runner, netns: '/var/run/netns/pnt-x', kernelRelease: OLD_KERNEL }).apply(spec('vxlan'));
     assert.deepEqual(writes(calls), ['ip -force -batch -', 'ethtool -K podnet.1 tx off', 'bridge -force -batch -', 'nft -f -']);
     assert.match(calls.find((c) => c.cmd === 'ip -force -batch -')!.input!, /^link add podnet\.1 .*\nlink set dev podnet\.1 up\n/);
     assert.ok(calls.every((c) => c.netns === '/var/run/netns/pnt-x'), 'every command runs in the given namespace');
@@ -105,10 +109,94 @@ describe('Dataplane (executor) against a fake kernel', () => {
       if (file === 'ethtool') throw new CommandError([file, ...args], null, 'spawn ethtool ENOENT', Object.assign(new Error('spawn ethtool ENOENT'), { code: 'ENOENT' }));
       return base.runner(file, args, opts);
     };
-    const r = await new Dataplane({ runner }).apply(spec('vxlan'));
+    const r = await new Dataplane({ runner, vxlanTxChecksum: 'off' }).apply(spec('vxlan'));
     assert.equal(r.errors.length, 1);
     assert.equal(r.errors[0]!.code, 'PODNET_ETHTOOL_MISSING');
     assert.match(r.errors[0]!.message, /ethtool is not installed/);
+    // With offload wanted on, a missing ethtool is no problem: nothing needs setting.
+    const on = await new Dataplane({ runner, vxlanTxChecksum: 'on' }).apply(spec('vxlan'));
+    assert.deepEqual(on.errors, []);
+  });
+
+  describe('TX checksum offload of the VXLAN device', () => {
+    const empty = () => ({ ...reads, 'ip -force -batch -': '', 'bridge -force -batch -': '', 'nft -f -': '', 'ethtool -K podnet.1 tx off': '' });
+    const cases: Array<{ name: string; opts: { vxlanTxChecksum?: 'auto' | 'off' | 'on'; kernelRelease: string }; answers: Record<string, string>; writes: string[]; reads: string[] }> = [
+      {
+        name: 'auto on a kernel with the bug: a new device gets tx off',
+        opts: { kernelRelease: OLD_KERNEL },
+        answers: empty(),
+        writes: ['ip -force -batch -', 'ethtool -K podnet.1 tx off', 'bridge -force -batch -', 'nft -f -'],
+        reads: [],
+      },
+      {
+        name: 'auto on a fixed kernel: a new device keeps the default, no ethtool at all',
+        opts: { kernelRelease: NEW_KERNEL },
+        answers: empty(),
+        writes: ['ip -force -batch -', 'bridge -force -batch -', 'nft -f -'],
+        reads: [],
+      },
+      {
+        name: 'on: a device found with offload on is read once and left alone',
+        opts: { vxlanTxChecksum: 'on', kernelRelease: OLD_KERNEL },
+        answers: { ...steadyVxlan, 'ethtool -k podnet.1': FEATURES('on') },
+        writes: [],
+        reads: ['ethtool -k podnet.1'],
+      },
+      {
+        name: 'auto on a fixed kernel: a device an earlier run left with tx off gets it back on',
+        opts: { kernelRelease: NEW_KERNEL },
+        answers: { ...steadyVxlan, 'ethtool -k podnet.1': FEATURES('off'), 'ethtool -K podnet.1 tx on': '' },
+        writes: ['ethtool -K podnet.1 tx on'],
+        reads: ['ethtool -k podnet.1'],
+      },
+      {
+        name: 'off on a fixed kernel: tx off all the same',
+        opts: { vxlanTxChecksum: 'off', kernelRelease: NEW_KERNEL },
+        answers: { ...steadyVxlan },
+        writes: ['ethtool -K podnet.1 tx off'],
+        reads: [],
+      },
+    ];
+    for (const c of cases) {
+      test(c.name, async () => {
+        const { runner, calls } = fake(c.answers);
+        const dp = new Dataplane({ runner, ...c.opts });
+        const r = await dp.apply(spec('vxlan'));
+        assert.deepEqual(r.errors, []);
+        assert.deepEqual(writes(calls), c.writes);
+        assert.deepEqual(calls.filter((x) => x.cmd.startsWith('ethtool -k')).map((x) => x.cmd), c.reads);
+        calls.length = 0;
+        Object.assign(c.answers, steadyVxlan); // the kernel now has what the first apply made
+        const again = await dp.apply(spec('vxlan'));
+        assert.equal(calls.filter((x) => x.cmd.startsWith('ethtool')).length, 0, 'once per device per process');
+        assert.equal(again.errors.length, 0);
+      });
+    }
+
+    test('the decision is exposed for logs and metrics', () => {
+      assert.equal(new Dataplane({ kernelRelease: NEW_KERNEL }).txChecksum.offload, true);
+      assert.deepEqual(
+        { ...new Dataplane({ kernelRelease: OLD_KERNEL }).txChecksum, reason: '' },
+        { mode: 'auto', offload: false, kernel: OLD_KERNEL, reason: '' },
+      );
+    });
+  });
+
+  test('a lasting plan problem is new once; it is new again when it changes or comes back', async () => {
+    const behind = { name: 'node3', nodeIP: '192.168.2.13', subnet: '10.244.3.0/24' };
+    const s = { ...spec('host-gw'), peers: [...spec('host-gw').peers, behind] };
+    const { runner } = fake({ ...reads, 'nft list chain inet podnet egress-masq': MASQ, 'ip -force -batch -': '' });
+    const dp = new Dataplane({ runner });
+    const codes = (r: { newErrors: Array<{ code: string; peer?: string }> }) => r.newErrors.map((e) => `${e.code} ${e.peer}`);
+    const first = await dp.apply(s);
+    assert.deepEqual(codes(first), ['PODNET_PEER_UNREACHABLE node3']);
+    const second = await dp.apply(s);
+    assert.equal(second.errors.length, 1, 'still counted');
+    assert.deepEqual(codes(second), [], 'but not new');
+    const moved = await dp.apply({ ...s, peers: [...spec('host-gw').peers, { ...behind, nodeIP: '192.168.3.13' }] });
+    assert.deepEqual(codes(moved), ['PODNET_PEER_UNREACHABLE node3'], 'a changed message is new');
+    await dp.apply(spec('host-gw'));
+    assert.deepEqual(codes(await dp.apply(s)), ['PODNET_PEER_UNREACHABLE node3'], 'gone and back is new');
   });
 
   test('a read that fails changes nothing and says why', async () => {

@@ -15,9 +15,20 @@
  * changed; the failures are returned as values, never thrown, because the caller is a loop
  * that will simply try again at the next resync.
  *
+ * The VXLAN device's TX checksum offload is set once per device per process (and again when
+ * the device is made anew), following `vxlanTxChecksum` as decided for this kernel (vxlan.ts):
+ * off means one `ethtool -K … tx off`; on means nothing for a device made now (the kernel's
+ * default) and, for a device found at start-up, one `ethtool -k` read that turns offload back
+ * on if an earlier run with `off` left it off.
+ *
+ * Problems of the plan (a peer behind a router, a bad lease record) are facts that stay true
+ * from one resync to the next: `newErrors` holds only those the previous apply did not
+ * report, so the daemon logs each once until it changes. Failed commands are always new.
+ *
  * The agent runs inside the node's network namespace, so commands run without a namespace
  * option; tests pass `netns` (a path) and every command goes through nsenter.
  */
+import { release } from 'node:os';
 import { describe as describeError } from '../errors/index.ts';
 import { CommandError, type Runner, run as defaultRun } from '../kernel/index.ts';
 import { parsePrefix } from '../netaddr/index.ts';
@@ -26,8 +37,8 @@ import { EGRESS_CHAIN, EGRESS_TABLE, chainBody } from './masq.ts';
 import { planDataplane } from './plan.ts';
 import { checkSpec } from './spec.ts';
 import { parseFdb, parseNeighs, parseRoutes, parseUnderlay, parseVxlanLinks } from './state.ts';
-import type { Backend, DataplaneError, DataplaneSpec, DesiredState, KernelState } from './types.ts';
-import { vxlanDeviceName } from './vxlan.ts';
+import type { Backend, DataplaneError, DataplaneSpec, DesiredState, KernelState, TxChecksumDecision, TxChecksumMode } from './types.ts';
+import { decideTxChecksum, vxlanDeviceName } from './vxlan.ts';
 
 export interface DataplaneOptions {
   /** Run every command in this network namespace (a path such as /var/run/netns/x); tests only. */
@@ -38,6 +49,10 @@ export interface DataplaneOptions {
   proto?: number;
   /** The ethtool program (tests point it at a missing one). */
   ethtool?: string;
+  /** TX checksum offload on the VXLAN device (default auto: off only on kernels with the bug). */
+  vxlanTxChecksum?: TxChecksumMode;
+  /** The kernel release `auto` decides by (default: this kernel's, os.release()). */
+  kernelRelease?: string;
 }
 
 export interface ApplyResult {
@@ -50,8 +65,10 @@ export interface ApplyResult {
   neighs: Counts;
   fdb: Counts;
   masq: MasqAction;
-  /** Unreachable or invalid peers, failed commands: what to log and count. */
+  /** Unreachable or invalid peers, failed commands: what to count. */
   errors: DataplaneError[];
+  /** The errors the previous apply did not report (a lasting plan problem once): what to log. */
+  newErrors: DataplaneError[];
   /** Commands run to read state, and to change it. */
   reads: number;
   writes: number;
@@ -97,14 +114,19 @@ export class Dataplane {
   private readonly ethtool: string;
   /** The masquerade script last written and the chain nft listed right after. */
   private masqMemo: { script: string; listing: string | undefined } | undefined;
-  /** VXLAN devices whose TX checksum offload this process has turned off. */
-  private readonly txOff = new Set<string>();
+  /** VXLAN devices whose TX checksum offload this process has set as decided. */
+  private readonly txDone = new Set<string>();
+  /** The plan's problems the previous apply reported, as keys. */
+  private reported = new Set<string>();
+  /** TX checksum offload of the VXLAN device, as decided for this kernel. */
+  readonly txChecksum: TxChecksumDecision;
 
   constructor(opts: DataplaneOptions = {}) {
     this.netns = opts.netns;
     this.runner = opts.runner ?? defaultRun;
     this.proto = opts.proto ?? PODNET_RT_PROTO;
     this.ethtool = opts.ethtool ?? 'ethtool';
+    this.txChecksum = decideTxChecksum(opts.vxlanTxChecksum ?? 'auto', opts.kernelRelease ?? release());
   }
 
   private run(file: string, args: readonly string[], input?: string) {
@@ -163,6 +185,7 @@ export class Dataplane {
       state = await this.read(spec);
     } catch (err) {
       const empty = { added: 0, changed: 0, removed: 0 };
+      const failed: DataplaneError = { code: 'PODNET_READ_FAILED', message: `reading the data plane failed, nothing was changed: ${describeError(err)}` };
       return {
         backend: spec.backend,
         podMTU: undefined,
@@ -172,7 +195,8 @@ export class Dataplane {
         neighs: { ...empty },
         fdb: { ...empty },
         masq: 'unchanged',
-        errors: [{ code: 'PODNET_READ_FAILED', message: `reading the data plane failed, nothing was changed: ${describeError(err)}` }],
+        errors: [failed],
+        newErrors: [failed],
         reads: 6,
         writes: 0,
         changed: false,
@@ -194,23 +218,13 @@ export class Dataplane {
         errors.push(this.batchError('ip', changes.ip, err));
       }
     }
-    if (changes.freshDevice) this.txOff.delete(changes.freshDevice);
+    if (changes.freshDevice) this.txDone.delete(changes.freshDevice);
     const dev = desired.device?.name;
-    if (dev !== undefined && !this.txOff.has(dev)) {
-      writes++;
-      try {
-        await this.run(this.ethtool, ['-K', dev, 'tx', 'off']);
-        this.txOff.add(dev);
-      } catch (err) {
-        errors.push(
-          isMissingProgram(err)
-            ? {
-                code: 'PODNET_ETHTOOL_MISSING',
-                message: `ethtool is not installed (install the ethtool package): TX checksum offload stays on for ${dev}, and some NICs then send VXLAN packets with bad checksums`,
-              }
-            : { code: 'PODNET_APPLY_FAILED', message: `turning off TX checksum offload on ${dev}: ${describeError(err)}` },
-        );
-      }
+    if (dev !== undefined && !this.txDone.has(dev)) {
+      const t = await this.setTxChecksum(dev, changes.freshDevice === dev);
+      reads += t.reads;
+      writes += t.writes;
+      if (t.error) errors.push(t.error);
     }
     if (changes.bridge.length) {
       writes++;
@@ -254,6 +268,11 @@ export class Dataplane {
       }
     }
     const total = (c: Counts) => c.added + c.changed + c.removed;
+    // A plan problem is new when the previous apply did not report it in the same words.
+    const key = (e: DataplaneError) => `${e.code}\u0000${e.peer ?? ''}\u0000${e.message}`;
+    const planned = new Set(desired.errors.map(key));
+    const newErrors = errors.filter((e) => !planned.has(key(e)) || !this.reported.has(key(e)));
+    this.reported = planned;
     return {
       backend: spec.backend,
       podMTU: desired.podMTU,
@@ -264,6 +283,7 @@ export class Dataplane {
       fdb,
       masq,
       errors,
+      newErrors,
       reads,
       writes,
       changed:
@@ -273,6 +293,44 @@ export class Dataplane {
         masq === 'write' ||
         masq === 'remove',
     };
+  }
+
+  /**
+   * Sets the device's TX checksum offload as decided (see the header); `fresh`: the device was
+   * made by this apply, so it has the kernel's default. Done once per device per process.
+   */
+  private async setTxChecksum(dev: string, fresh: boolean): Promise<{ reads: number; writes: number; error?: DataplaneError }> {
+    const want = this.txChecksum.offload;
+    let reads = 0;
+    let writes = 0;
+    try {
+      if (want && !fresh) {
+        reads++;
+        const features = (await this.run(this.ethtool, ['-k', dev])).stdout;
+        if (/^tx-checksumming: off/m.test(features)) {
+          writes++;
+          await this.run(this.ethtool, ['-K', dev, 'tx', 'on']);
+        }
+      } else if (!want) {
+        writes++;
+        await this.run(this.ethtool, ['-K', dev, 'tx', 'off']);
+      }
+      this.txDone.add(dev);
+      return { reads, writes };
+    } catch (err) {
+      if (isMissingProgram(err) && want) {
+        // Without ethtool nothing here can have turned offload off: the default stands.
+        this.txDone.add(dev);
+        return { reads, writes };
+      }
+      const error: DataplaneError = isMissingProgram(err)
+        ? {
+            code: 'PODNET_ETHTOOL_MISSING',
+            message: `ethtool is not installed (install the ethtool package): TX checksum offload stays on for ${dev}, which should be off (${this.txChecksum.reason})`,
+          }
+        : { code: 'PODNET_APPLY_FAILED', message: `turning TX checksum offload ${want ? 'on' : 'off'} on ${dev}: ${describeError(err)}` };
+      return { reads, writes, error };
+    }
   }
 
   private diff(desired: DesiredState, state: KernelState): Changes {
@@ -316,7 +374,8 @@ export class Dataplane {
       if (table !== undefined && chainBody(table).length === 0) await this.run('nft', ['delete', 'table', 'inet', EGRESS_TABLE]);
     });
     this.masqMemo = undefined;
-    this.txOff.clear();
+    this.txDone.clear();
+    this.reported.clear();
     return errors;
   }
 }

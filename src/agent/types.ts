@@ -9,6 +9,26 @@ export type Backend = 'host-gw' | 'vxlan';
 
 export const BACKENDS: readonly Backend[] = ['host-gw', 'vxlan'];
 
+/**
+ * TX checksum offload on the VXLAN device (`--vxlan-tx-checksum`): `auto` turns it off only
+ * on kernels with the NAT checksum bug (see vxlan.ts), `off` always turns it off, `on` leaves
+ * the kernel's default (on), turning it back on if an earlier run turned it off.
+ */
+export type TxChecksumMode = 'auto' | 'off' | 'on';
+
+export const TX_CHECKSUM_MODES: readonly TxChecksumMode[] = ['auto', 'off', 'on'];
+
+/** What a mode comes to on this kernel; logged at start-up and exported as a metric. */
+export interface TxChecksumDecision {
+  mode: TxChecksumMode;
+  /** Whether the device keeps TX checksum offload (true: the kernel default). */
+  offload: boolean;
+  /** The kernel release the decision was made for (`uname -r`). */
+  kernel: string;
+  /** Why, in a sentence. */
+  reason: string;
+}
+
 /** One node as the subnet leases describe it. */
 export interface NodeSpec {
   name: string;

@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkSpec } from './spec.ts';
-import { isVxlanDeviceName, planVxlan, vtepMac, vxlanDeviceName } from './vxlan.ts';
+import { decideTxChecksum, hasNatChecksumBug, isVxlanDeviceName, parseKernelRelease, planVxlan, vtepMac, vxlanDeviceName } from './vxlan.ts';
 import type { DataplaneSpec, NodeSpec, Underlay } from './types.ts';
 
 const self: NodeSpec = { name: 'node1', nodeIP: '192.168.1.11', subnet: '10.244.1.0/24' };
@@ -123,4 +123,57 @@ describe('planVxlan', () => {
       assert.deepEqual(p.errors.map((e) => e.message), c.errors);
     });
   }
+});
+
+describe('TX checksum offload by kernel release (the NAT checksum bug, fixed by ea64d8d6c675)', () => {
+  // [uname -r, has the bug, what auto does]
+  const cases: Array<[string, boolean | undefined, 'off' | 'on']> = [
+    ['3.10.0-1127.el7.x86_64', true, 'off'], // RHEL 7: never fixed
+    ['4.14.180', true, 'off'],
+    ['4.14.181', false, 'on'], // first fixed 4.14 stable
+    ['4.18.0-240.el8.x86_64', true, 'off'], // RHEL 8 backported it, but the version cannot tell
+    ['4.19.122', true, 'off'],
+    ['4.19.123', false, 'on'],
+    ['4.19.0-9-amd64', true, 'off'], // Debian's ABI number is not a patch level
+    ['4.9.224', true, 'off'], // no backport known for 4.9
+    ['5.4.0-42-generic', true, 'off'], // Ubuntu's 5.4.0-N: the version cannot tell
+    ['5.4.40', true, 'off'],
+    ['5.4.41', false, 'on'],
+    ['5.5.19', true, 'off'], // 5.5 was already closed
+    ['5.6.12', true, 'off'],
+    ['5.6.13', false, 'on'],
+    ['5.7.0-rc2', true, 'off'],
+    ['5.7', false, 'on'],
+    ['5.7.0', false, 'on'],
+    ['5.8.0-63-generic', false, 'on'],
+    ['5.15.0-134-generic', false, 'on'],
+    ['6.18.44-fc-v669', false, 'on'], // the machine the benchmark runs on
+    ['10.0.1', false, 'on'],
+    ['', undefined, 'off'],
+    ['not-a-kernel', undefined, 'off'],
+  ];
+  for (const [release, bug, auto] of cases) {
+    test(`${release || '(empty)'}: ${bug === undefined ? 'unreadable' : bug ? 'affected' : 'fixed'}, auto turns offload ${auto}`, () => {
+      assert.equal(hasNatChecksumBug(release), bug);
+      const d = decideTxChecksum('auto', release);
+      assert.equal(d.offload, auto === 'on');
+      assert.equal(d.kernel, release);
+      assert.equal(d.mode, 'auto');
+    });
+  }
+  test('off and on do as they say on any kernel', () => {
+    for (const release of ['4.19.0', '6.18.44']) {
+      assert.equal(decideTxChecksum('off', release).offload, false);
+      assert.equal(decideTxChecksum('on', release).offload, true);
+    }
+  });
+  test('the reason names the fix', () => {
+    assert.match(decideTxChecksum('auto', '5.4.0-42-generic').reason, /predates the fix .*ea64d8d6c675.*turned off/);
+    assert.match(decideTxChecksum('auto', '6.18.44').reason, /has the fix .*left on/);
+  });
+  test('parseKernelRelease', () => {
+    assert.deepEqual(parseKernelRelease('6.18.44-fc-v669'), [6, 18, 44]);
+    assert.deepEqual(parseKernelRelease('5.7'), [5, 7, 0]);
+    assert.equal(parseKernelRelease('v5.7'), undefined);
+  });
 });

@@ -17,15 +17,37 @@
  * be stable: it is derived from the node name, so it survives agent restarts and device
  * re-creation, and peers can even compute it when a record lacks it.
  *
- * The device's TX checksum offload is turned off (`ethtool -K podnet.1 tx off`), as flannel
- * does: with offload on, some kernels and virtual NICs send VXLAN-encapsulated packets whose
- * inner checksums are never filled in, and the receiving pod drops them.
+ * TX checksum offload, and why it is only turned off on old kernels (`--vxlan-tx-checksum`,
+ * default `auto`). The "63-second delay" of 2020 (kubernetes/kubernetes#88986, flannel#1279,
+ * calico#3145): a VXLAN device sends its outer UDP header with checksum 0 (IPv4 allows "no
+ * checksum"), while the inner packet is left CHECKSUM_PARTIAL for offload. When netfilter
+ * then source-NATs that *outer* packet with a port change (kube-proxy's `MASQUERADE
+ * --random-fully`, which caught the encapsulated packets because they inherited the inner
+ * packet's masquerade mark), udp_manip_pkt() "updated" the zero checksum as if it were a real
+ * one because of the inner packet's ip_summed. The receiver dropped every such packet as a bad
+ * UDP checksum, and TCP got through only after its SYN retries (1+2+4+8+16+32 = 63 s). The
+ * kernel fix is ea64d8d6c675 "netfilter: nat: never update the UDP checksum when it's 0"
+ * (v5.7; stable 5.6.13, 5.4.41, 4.19.123, 4.14.181); kube-proxy also stopped masquerading
+ * the outer packets (kubernetes/kubernetes#92035, unmark before masquerade). Turning TX
+ * checksum offload off on the VXLAN device avoids the bug, and costs a lot: it also turns
+ * off TSO/GSO for the device, so every inner segment is checksummed in software and
+ * encapsulated one by one (−43–54% TCP throughput in bench/dataplane.ts). Calico's felix
+ * decided the same by kernel version (ChecksumOffloadBroken = kernel < 5.7, felix#2811, with
+ * a FeatureDetectOverride), later went back and forth on all kernels (calico#6842, #8746,
+ * #9036) because of *NIC* bugs (vmxnet3 VXLAN offload on port 4789, calico#4727), which no
+ * kernel version tells and which `--vxlan-tx-checksum off` is there for.
+ *
+ * podnet itself never NATs outer VXLAN packets (its masquerade matches pod sources only), so
+ * `auto` turns offload off only where the kernel has the bug: a release below 5.7 that is not
+ * a fixed stable one. Distribution kernels that backported the fix under an old version
+ * number (RHEL 8's 4.18, Ubuntu's 5.4.0-N) are treated as affected: off is the safe side, and
+ * `--vxlan-tx-checksum on` says otherwise.
  */
 import { createHash } from 'node:crypto';
 import { formatIP, formatPrefix } from '../netaddr/index.ts';
 import { podMTU } from './mtu.ts';
 import type { CheckedSpec } from './spec.ts';
-import type { DataplaneError, FdbEntry, NeighEntry, RouteEntry, Underlay, VxlanDevice } from './types.ts';
+import type { DataplaneError, FdbEntry, NeighEntry, RouteEntry, TxChecksumDecision, TxChecksumMode, Underlay, VxlanDevice } from './types.ts';
 
 export const VXLAN_PREFIX = 'podnet.';
 
@@ -99,4 +121,44 @@ export function planVxlan(spec: CheckedSpec, underlay: Underlay): VxlanPlan {
     fdb.push({ mac, dst: formatIP(peer.ip), dev });
   }
   return { device, routes, neighs, fdb, errors };
+}
+
+/** `6.18.44-fc-v669` → [6, 18, 44] (a missing patch level is 0); undefined when unreadable. */
+export function parseKernelRelease(release: string): [number, number, number] | undefined {
+  const m = /^(\d+)\.(\d+)(?:\.(\d+))?/.exec(release.trim());
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)] : undefined;
+}
+
+/** The stable series that got ea64d8d6c675 backported, with their first fixed release. */
+const FIXED_STABLE: ReadonlyArray<readonly [number, number, number]> = [
+  [5, 6, 13],
+  [5, 4, 41],
+  [4, 19, 123],
+  [4, 14, 181],
+];
+
+/**
+ * Whether this kernel release has the NAT checksum bug described above: below 5.7 and not a
+ * fixed stable release. A 5.7 release candidate counts as affected (the fix came in late in
+ * the 5.7 cycle). undefined: the release could not be read.
+ */
+export function hasNatChecksumBug(release: string): boolean | undefined {
+  const v = parseKernelRelease(release);
+  if (!v) return undefined;
+  const [major, minor, patch] = v;
+  if (major > 5 || (major === 5 && minor > 7)) return false;
+  if (major === 5 && minor === 7) return /^5\.7(\.0)?-rc/.test(release.trim());
+  const series = FIXED_STABLE.find(([a, b]) => a === major && b === minor);
+  return !(series && patch >= series[2]);
+}
+
+/** Pure: what `--vxlan-tx-checksum MODE` comes to on a kernel of this release. */
+export function decideTxChecksum(mode: TxChecksumMode, kernel: string): TxChecksumDecision {
+  if (mode === 'off') return { mode, offload: false, kernel, reason: 'turned off as asked (--vxlan-tx-checksum off)' };
+  if (mode === 'on') return { mode, offload: true, kernel, reason: "the kernel's default, as asked (--vxlan-tx-checksum on)" };
+  const bug = hasNatChecksumBug(kernel);
+  if (bug === undefined) return { mode, offload: false, kernel, reason: `kernel release "${kernel}" is unreadable: turned off to be safe` };
+  return bug
+    ? { mode, offload: false, kernel, reason: `kernel ${kernel} predates the fix of NATed VXLAN checksums (ea64d8d6c675: 5.7, 5.6.13, 5.4.41, 4.19.123, 4.14.181): turned off` }
+    : { mode, offload: true, kernel, reason: `kernel ${kernel} has the fix of NATed VXLAN checksums (ea64d8d6c675): left on` };
 }
