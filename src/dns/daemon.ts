@@ -14,7 +14,7 @@ import { createDaemon } from '../daemon/index.ts';
 import { EtcdDatastore } from '../datastore/index.ts';
 import { describe } from '../errors/index.ts';
 import { formatUpstream, readResolvConf, RESOLV_CONF, type Upstream } from './resolvconf.ts';
-import { startDnsServer } from './server.ts';
+import { startDnsServer, type AnswerSource } from './server.ts';
 import type { PodsMode } from './types.ts';
 import { watchCluster } from './watch.ts';
 
@@ -46,8 +46,51 @@ const SYNC_WAIT_MS = 5000;
 const TYPES = new Set(['A', 'AAAA', 'SRV', 'PTR', 'TXT', 'CNAME', 'SOA', 'NS', 'MX', 'ANY', 'none']);
 const typeLabel = (t: string): string => (TYPES.has(t) ? t : t === 'UNKNOWN_65' ? 'HTTPS' : 'other');
 
+/** One label object per source, made once (the histogram is observed for every query). */
+const SOURCE_LABELS: Record<AnswerSource, { source: AnswerSource }> = {
+  cluster: { source: 'cluster' },
+  cache: { source: 'cache' },
+  forward: { source: 'forward' },
+  invalid: { source: 'invalid' },
+};
+
 /** Latency buckets from 100 µs to 8 s, doubling (CoreDNS uses the same kind of spread). */
 const BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192];
+
+/**
+ * Query counts by label values, added to their prom-client counter when it is scraped rather
+ * than once per query: `inc(labels)` hashes the label object on every call, which at tens of
+ * thousands of queries a second cost more than answering from the reply cache. The handler
+ * reuses its label strings, so these map reads hash nothing new and allocate nothing.
+ */
+export class QueryTally {
+  /** proto → type → rcode → source → queries not yet added to the counter */
+  readonly #pending = new Map<string, Map<string, Map<string, Map<string, number>>>>();
+
+  add(proto: string, type: string, rcode: string, source: string): void {
+    let byType = this.#pending.get(proto);
+    if (!byType) this.#pending.set(proto, (byType = new Map()));
+    let byRcode = byType.get(type);
+    if (!byRcode) byType.set(type, (byRcode = new Map()));
+    let bySource = byRcode.get(rcode);
+    if (!bySource) byRcode.set(rcode, (bySource = new Map()));
+    bySource.set(source, (bySource.get(source) ?? 0) + 1);
+  }
+
+  /** Hands every pending count to `inc` and starts again from zero. */
+  flush(inc: (labels: { proto: string; type: string; rcode: string; source: string }, n: number) => void): void {
+    for (const [proto, byType] of this.#pending) {
+      for (const [type, byRcode] of byType) {
+        for (const [rcode, bySource] of byRcode) {
+          for (const [source, n] of bySource) {
+            if (n > 0) inc({ proto, type, rcode, source }, n);
+            bySource.set(source, 0);
+          }
+        }
+      }
+    }
+  }
+}
 
 /**
  * Upstreams other than this server itself: the listen address and port, or, when listening on
@@ -65,7 +108,16 @@ export async function runDns(opts: DnsDaemonOptions): Promise<void> {
   d.onShutdown(() => ds.close());
 
   const registers = [d.registry];
-  const queries = new Counter({ name: 'podnet_dns_queries_total', help: 'DNS queries answered, by transport, query type, response code and source (cluster, cache, forward, invalid)', labelNames: ['proto', 'type', 'rcode', 'source'], registers });
+  const tally = new QueryTally();
+  new Counter({
+    name: 'podnet_dns_queries_total',
+    help: 'DNS queries answered, by transport, query type, response code and source (cluster, cache, forward, invalid)',
+    labelNames: ['proto', 'type', 'rcode', 'source'],
+    registers,
+    collect() {
+      tally.flush((labels, n) => this.inc(labels, n));
+    },
+  });
   const duration = new Histogram({ name: 'podnet_dns_query_duration_seconds', help: 'Time from a query read to its reply encoded, by source', labelNames: ['source'], buckets: BUCKETS, registers });
   const truncated = new Counter({ name: 'podnet_dns_truncated_total', help: 'Replies sent with TC set (too large for the UDP size)', labelNames: ['proto'], registers });
   const cacheHits = new Counter({ name: 'podnet_dns_cache_hits_total', help: 'Forwarded names answered from the cache', registers });
@@ -101,8 +153,8 @@ export async function runDns(opts: DnsDaemonOptions): Promise<void> {
     upstreams,
     ...(opts.cacheSize !== undefined ? { cacheSize: opts.cacheSize } : {}),
     onQuery: (e) => {
-      queries.inc({ proto: e.proto, type: typeLabel(e.qtype), rcode: e.rcode, source: e.source });
-      duration.observe({ source: e.source }, e.seconds);
+      tally.add(e.proto, typeLabel(e.qtype), e.rcode, e.source);
+      duration.observe(SOURCE_LABELS[e.source], e.seconds);
       if (e.truncated) truncated.inc({ proto: e.proto });
       if (e.source === 'cache') cacheHits.inc();
       else if (e.source === 'forward') cacheMisses.inc();
@@ -125,6 +177,17 @@ export async function runDns(opts: DnsDaemonOptions): Promise<void> {
       await sleep(lameduckMs);
     });
   }
+  const replies = server.handler.replies;
+  let counted = { hits: 0, misses: 0 };
+  const replyCount = (which: 'hits' | 'misses'): number => {
+    const now = replies?.[which] ?? 0;
+    const n = now - counted[which];
+    counted = { ...counted, [which]: now };
+    return n;
+  };
+  new Counter({ name: 'podnet_dns_reply_cache_hits_total', help: 'Zone queries answered from the reply cache (encoded replies)', registers, collect() { this.inc(replyCount('hits')); } });
+  new Counter({ name: 'podnet_dns_reply_cache_misses_total', help: 'Zone queries of the plain kind the reply cache did not have', registers, collect() { this.inc(replyCount('misses')); } });
+  new Gauge({ name: 'podnet_dns_reply_cache_entries', help: 'Replies in the reply cache (dropped whenever the cluster changes)', registers, collect() { this.set(replies?.size ?? 0); } });
   new Gauge({ name: 'podnet_dns_cache_entries', help: 'Answers in the forward cache', registers, collect() { this.set(server.forwarder.cache?.size ?? 0); } });
   new Gauge({
     name: 'podnet_dns_records',

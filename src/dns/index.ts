@@ -5,6 +5,7 @@
  *   translate.ts  API objects → slim records          store.ts   the index (RecordStore)
  *   resolve.ts    the zone, pure: question → sections  watch.ts   informers → index
  *   server.ts     UDP + TCP, EDNS0, truncation          forward.ts upstreams, cache.ts
+ *   replies.ts    encoded zone replies, reused until the store changes
  *   daemon.ts     `podnet dns` (createDaemon, metrics)  cli.ts     its flags
  *
  * See docs/dns.md.
@@ -23,11 +24,13 @@ export type { AnswerSource, DnsServer, DnsServerOptions, HandlerOptions, QueryEv
 export { Forwarder, UPSTREAM_UDP_SIZE } from './forward.ts';
 export type { ForwardEvent, ForwardResult, Forwarded, ForwarderOptions } from './forward.ts';
 export { AnswerCache, cacheKey, cacheTtl } from './cache.ts';
+export { ReplyCache, scanQuery } from './replies.ts';
+export type { QueryShape, ReplyCacheOptions, ReplyMeta } from './replies.ts';
 export type { AnswerCacheOptions, CachedMessage } from './cache.ts';
 export { RESOLV_CONF, formatUpstream, parseResolvConf, parseUpstream, readResolvConf } from './resolvconf.ts';
 export type { Upstream } from './resolvconf.ts';
 export { canonicalIP, dashedIP, parseReverseName, reverseName, undashIP } from './names.ts';
 export { formatRR } from './format.ts';
-export { runDns, withoutSelf } from './daemon.ts';
+export { QueryTally, runDns, withoutSelf } from './daemon.ts';
 export type { DnsDaemonOptions } from './daemon.ts';
 export { DNS_USAGE, dnsCommand, parseListen } from './cli.ts';

@@ -70,6 +70,16 @@ export class Resolver {
     this.pods = opts.pods;
   }
 
+  /** Moves whenever the source changes, so whatever was computed from it may be stale. */
+  get generation(): number {
+    return this.#src.generation;
+  }
+
+  /** False until the source has its first lists (zone names are SERVFAIL until then). */
+  get synced(): boolean {
+    return this.#src.synced();
+  }
+
   /** True for names the cluster answers authoritatively (the zone), false for forwarded ones. */
   isClusterName(name: string): boolean {
     return inZone(canonicalName(name), this.zone);

@@ -15,11 +15,13 @@
  * go out as they are ready, and an idle connection is closed after 10 s.
  */
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { createServer, type Server, type Socket } from 'node:net';
+import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
+import { createServer, isIP, type Server, type Socket } from 'node:net';
 import * as packet from 'dns-packet';
 import type { Answer, DecodedPacket, OptAnswer, Packet } from 'dns-packet';
 import { AnswerCache } from './cache.ts';
 import { Forwarder, type ForwardEvent } from './forward.ts';
+import { ReplyCache, scanQuery, type QueryShape, type ReplyMeta } from './replies.ts';
 import { Resolver, type Question } from './resolve.ts';
 import type { Upstream } from './resolvconf.ts';
 import { DEFAULT_TTL, DEFAULT_ZONE, type PodsMode, type RecordSource } from './types.ts';
@@ -63,6 +65,8 @@ export interface HandlerOptions {
   /** The largest UDP reply we send and advertise (EDNS0). Default 4096. */
   maxUdpSize?: number;
   onQuery?: (e: QueryEvent) => void;
+  /** Entries of the reply cache for zone answers (0: none). Default 50,000. */
+  replyCacheSize?: number;
 }
 
 const RCODE_NUMBERS: Record<string, number> = { ...RCODES, YXDOMAIN: 6, YXRRSET: 7, NXRRSET: 8, NOTAUTH: 9, NOTZONE: 10 };
@@ -74,23 +78,56 @@ function rcodeNumber(rcode: string): number {
 /** Zone transfers and other meta-queries a cluster DNS does not serve. */
 const REFUSED_TYPES = new Set(['AXFR', 'IXFR']);
 
-/** Decodes a query, answers it, encodes the reply: no sockets, so tests and benchmarks can call it directly. */
+type Reply = Buffer | undefined;
+
+/**
+ * Decodes a query, answers it, encodes the reply: no sockets, so tests and benchmarks can call
+ * it directly. Zone answers are computed synchronously and kept, encoded, in a reply cache
+ * (replies.ts) until the store changes; `respond` returns them at once, and a promise only
+ * when an upstream must be asked.
+ */
 export class DnsHandler {
   readonly resolver: Resolver;
   readonly forwarder: Forwarder | undefined;
   readonly maxUdpSize: number;
+  /** Encoded zone replies (undefined when disabled). */
+  readonly replies: ReplyCache | undefined;
   readonly #onQuery: ((e: QueryEvent) => void) | undefined;
 
   constructor(opts: HandlerOptions) {
     this.resolver = opts.resolver;
     this.forwarder = opts.forwarder;
     this.maxUdpSize = Math.max(CLASSIC_UDP_SIZE, Math.min(opts.maxUdpSize ?? 4096, MAX_MESSAGE));
+    this.replies = opts.replyCacheSize === 0 ? undefined : new ReplyCache(opts.replyCacheSize !== undefined ? { maxEntries: opts.replyCacheSize } : {});
     this.#onQuery = opts.onQuery;
   }
 
   /** The reply to `msg`, or undefined when there must be none (a response, a runt). */
-  async handle(msg: Buffer, proto: Transport): Promise<Buffer | undefined> {
+  async handle(msg: Buffer, proto: Transport): Promise<Reply> {
+    return this.respond(msg, proto);
+  }
+
+  /**
+   * The same, synchronously when it can be: from the reply cache, or computed from the zone;
+   * a promise only for what waits on an upstream. The sockets call this, so the common case
+   * costs no promise and no extra turn of the event loop.
+   */
+  respond(msg: Buffer, proto: Transport): Reply | Promise<Reply> {
     const t0 = performance.now();
+    const replies = this.replies;
+    const shape = replies ? scanQuery(msg, proto, this.maxUdpSize) : undefined;
+    if (replies && shape) {
+      const hit = replies.get(shape, this.resolver.generation);
+      if (hit) {
+        this.#report(proto, hit.qtype, hit.rcode, 'cluster', t0, hit.truncated);
+        return replies.replyTo(hit, msg);
+      }
+    }
+    return this.#slow(msg, proto, t0, shape);
+  }
+
+  /** Everything the reply cache does not have: dns-packet, the resolver, the forwarder. */
+  #slow(msg: Buffer, proto: Transport, t0: number, shape: QueryShape | undefined): Reply | Promise<Reply> {
     const hdr = rawHeader(msg);
     if (!hdr || hdr.qr) return undefined;
     const rd = (hdr.flags & FLAG_RD) !== 0;
@@ -112,7 +149,7 @@ export class DnsHandler {
     const opt = opts[0];
     const limit = proto === 'tcp' ? MAX_MESSAGE : opt ? Math.max(CLASSIC_UDP_SIZE, Math.min(opt.udpPayloadSize, this.maxUdpSize)) : CLASSIC_UDP_SIZE;
     const flags = FLAG_RA | (hdr.flags & (FLAG_RD | FLAG_CD));
-    const reply = (rcode: number, aa: boolean, sections: { answers: Answer[]; authorities: Answer[]; additionals: Answer[] }, source: AnswerSource): Buffer => {
+    const reply = (rcode: number, aa: boolean, sections: { answers: Answer[]; authorities: Answer[]; additionals: Answer[] }, source: AnswerSource): { buf: Buffer; meta: ReplyMeta } => {
       const p: Packet = {
         type: 'response',
         id: hdr.id,
@@ -130,14 +167,16 @@ export class DnsHandler {
         out = encodeWithin({ ...p, flags: flags | RCODES.SERVFAIL, answers: [], authorities: [], additionals: opt ? [optRecord(this.maxUdpSize)] : [] }, limit);
         rcode = RCODES.SERVFAIL;
       }
-      this.#report(proto, wq.type, rcode === BADVERS ? 'BADVERS' : rcodeName(rcode), source, t0, out.truncated);
-      return out.buf;
+      const meta: ReplyMeta = { qtype: wq.type, rcode: rcode === BADVERS ? 'BADVERS' : rcodeName(rcode), truncated: out.truncated };
+      this.#report(proto, meta.qtype, meta.rcode, source, t0, meta.truncated);
+      return { buf: out.buf, meta };
     };
     const none = { answers: [], authorities: [], additionals: [] };
-    if (opt && opt.ednsVersion !== 0) return reply(BADVERS, false, none, 'invalid');
-    if (REFUSED_TYPES.has(wq.type)) return reply(RCODES.REFUSED, false, none, 'invalid');
+    if (opt && opt.ednsVersion !== 0) return reply(BADVERS, false, none, 'invalid').buf;
+    if (REFUSED_TYPES.has(wq.type)) return reply(RCODES.REFUSED, false, none, 'invalid').buf;
 
     const q: Question = { name: wq.name, type: wq.type, class: wq.class ?? 'IN' };
+    const generation = this.resolver.generation;
     const outcome = this.resolver.resolve(q);
     if (outcome !== 'forward') {
       // An ExternalName whose target lies outside the zone: stub resolvers (glibc, musl) do
@@ -145,16 +184,21 @@ export class DnsHandler {
       // resolved through the upstreams and its records follow the CNAME (as CoreDNS does).
       const last = outcome.answers[outcome.answers.length - 1];
       if (this.forwarder && this.forwarder.upstreams.length > 0 && outcome.rcode === 'NOERROR' && last?.type === 'CNAME' && q.type !== 'CNAME' && q.type !== 'ANY' && !this.resolver.isClusterName(String(last.data))) {
-        const f = await this.forwarder.query({ name: String(last.data), type: q.type, class: q.class });
-        if (f.rcode === 'NOERROR' || f.rcode === 'NXDOMAIN') {
-          return reply(rcodeNumber(f.rcode), outcome.authoritative, { answers: [...outcome.answers, ...f.answers], authorities: f.answers.length > 0 ? [] : f.authorities, additionals: [] }, 'cluster');
-        }
+        return this.forwarder.query({ name: String(last.data), type: q.type, class: q.class }).then((f) => {
+          if (f.rcode === 'NOERROR' || f.rcode === 'NXDOMAIN') {
+            return reply(rcodeNumber(f.rcode), outcome.authoritative, { answers: [...outcome.answers, ...f.answers], authorities: f.answers.length > 0 ? [] : f.authorities, additionals: [] }, 'cluster').buf;
+          }
+          return reply(rcodeNumber(outcome.rcode), outcome.authoritative, outcome, 'cluster').buf;
+        });
       }
-      return reply(rcodeNumber(outcome.rcode), outcome.authoritative, outcome, 'cluster');
+      const { buf, meta } = reply(rcodeNumber(outcome.rcode), outcome.authoritative, outcome, 'cluster');
+      // Computed from the store alone, synchronously: the same query gets the same bytes until
+      // the store changes. Not before the informers synced (those answers are SERVFAIL).
+      if (shape && this.replies && this.resolver.synced) this.replies.set(shape, generation, buf, meta);
+      return buf;
     }
-    if (!this.forwarder || this.forwarder.upstreams.length === 0) return reply(RCODES.SERVFAIL, false, none, 'forward');
-    const f = await this.forwarder.query(q);
-    return reply(rcodeNumber(f.rcode), false, f, f.cached ? 'cache' : 'forward');
+    if (!this.forwarder || this.forwarder.upstreams.length === 0) return reply(RCODES.SERVFAIL, false, none, 'forward').buf;
+    return this.forwarder.query(q).then((f) => reply(rcodeNumber(f.rcode), false, f, f.cached ? 'cache' : 'forward').buf);
   }
 
   #report(proto: Transport, qtype: string, rcode: string, source: AnswerSource, t0: number, truncated: boolean): void {
@@ -221,6 +265,17 @@ function listenTcp(server: Server, host: string, port: number): Promise<void> {
   });
 }
 
+/**
+ * The UDP socket's lookup: replies go to the address a query came from, always an IP literal,
+ * and dgram would otherwise pass it through dns.lookup, which answers a literal only on the
+ * next tick; answered at once, a reply is handed to the kernel in the same turn as its query.
+ */
+function literalLookup(host: string, opts: LookupOneOptions, cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  const family = isIP(host);
+  if (family !== 0) cb(null, host, family);
+  else dnsLookup(host, opts, cb);
+}
+
 export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer> {
   const host = opts.host ?? '0.0.0.0';
   const resolver = new Resolver(opts.source, { zone: opts.zone ?? DEFAULT_ZONE, ttl: opts.ttl ?? DEFAULT_TTL, pods: opts.pods ?? 'verified' });
@@ -235,6 +290,19 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
   const idleMs = opts.tcpIdleMs ?? 10_000;
   const family = host.includes(':') ? 'udp6' : 'udp4';
 
+  /** Hands `msg`'s reply to `send`: at once when the handler has it, else when its promise settles. */
+  const answer = (msg: Buffer, proto: Transport, send: (out: Buffer | undefined) => void): void => {
+    let out: Buffer | undefined | Promise<Buffer | undefined>;
+    try {
+      out = handler.respond(msg, proto);
+    } catch (err) {
+      onError(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    if (out instanceof Promise) out.then(send, (err: Error) => onError(err));
+    else send(out);
+  };
+
   const conns = new Set<Socket>();
   const serveConn = (sock: Socket): void => {
     conns.add(sock);
@@ -243,12 +311,10 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     const reader = new FrameReader();
     sock.on('data', (chunk) => {
       for (const msg of reader.push(chunk)) {
-        handler.handle(msg, 'tcp').then(
-          (out) => {
-            if (out && !sock.destroyed) sock.write(frame(out));
-          },
-          (err: Error) => onError(err),
-        );
+        const send = (out: Buffer | undefined): void => {
+          if (out && !sock.destroyed) sock.write(frame(out));
+        };
+        answer(msg, 'tcp', send);
       }
     });
     sock.on('error', () => undefined); // A client that goes away: nothing to do.
@@ -260,7 +326,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
   let tcp: Server | undefined;
   let port = opts.port ?? 53;
   for (let attempt = 0; ; attempt++) {
-    const u = createSocket({ type: family, recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
+    const u = createSocket({ type: family, recvBufferSize: 4 << 20, sendBufferSize: 4 << 20, lookup: literalLookup });
     await bindUdp(u, host, port);
     const t = createServer(serveConn);
     try {
@@ -278,12 +344,11 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
   const tcpServer = tcp;
   udpSock.on('error', onError);
   udpSock.on('message', (msg, rinfo) => {
-    handler.handle(msg, 'udp').then(
-      (out) => {
-        if (out) udpSock.send(out, rinfo.port, rinfo.address, (err) => err && onError(err));
-      },
-      (err: Error) => onError(err),
-    );
+    // No send callback: it would cost a tick and a closure per reply, and a reply the kernel
+    // refuses is a lost datagram like any other on UDP (the client asks again).
+    answer(msg, 'udp', (out) => {
+      if (out) udpSock.send(out, rinfo.port, rinfo.address);
+    });
   });
   tcpServer.on('error', onError);
 

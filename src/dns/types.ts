@@ -62,6 +62,8 @@ export interface RecordSource {
   synced(): boolean;
   /** Seconds since the epoch of the last change: the SOA serial. */
   serial(): number;
+  /** Counts changes: any answer may differ once it moves (the server's reply cache keys on it). */
+  readonly generation: number;
   service(namespace: string, name: string): ServiceRecord | undefined;
   /** The service whose cluster IP is `ip`. */
   serviceByIP(ip: string): ServiceRecord | undefined;
