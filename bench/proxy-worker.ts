@@ -7,7 +7,7 @@
  * SPEC (JSON, argv[2]): the mode, how many services and endpoints each, the endpoints'
  * addresses (generated, or a fixed list of real servers for the latency test), and how many
  * one-changed-service syncs to time after the full sync. It generates Service and
- * EndpointSlice objects, translates them with `translate()` and drives ProxyDataplane or
+ * EndpointSlice objects, translates them with the agent's `Translator` and drives ProxyDataplane or
  * IptablesProxyDataplane through a runner that times every command (and, with `profile`,
  * wraps it in /usr/bin/time for its user/system CPU and peak RSS). Every step is printed as
  * one JSON line on stdout as soon as it ends, so a parent that kills a run at its time cap
@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { EndpointSlice, Service } from '../src/datastore/types.ts';
 import { CommandError, type RunOptions, type RunResult, type Runner } from '../src/kernel/index.ts';
-import { IptablesProxyDataplane, ProxyDataplane, translate } from '../src/proxy/index.ts';
+import { IptablesProxyDataplane, ProxyDataplane, Translator } from '../src/proxy/index.ts';
 
 export interface WorkerSpec {
   mode: 'nftables' | 'iptables';
@@ -197,7 +197,9 @@ async function main(): Promise<void> {
   const cluster = makeCluster(spec);
   const t1 = performance.now();
   const input = { nodeName: spec.nodeName, nodeIPs: [spec.nodeIP], clusterCIDR: spec.clusterCIDR };
-  let m = translate({ ...input, services: cluster.services, endpointSlices: cluster.slices });
+  // The agent's incremental translator: after a change only the changed service is translated again.
+  const translator = new Translator(input.nodeName, input.nodeIPs, input.clusterCIDR);
+  let m = translator.translate(cluster.services, cluster.slices);
   const t2 = performance.now();
   if (m.problems.length) throw new Error(`translate: ${m.problems.slice(0, 3).join('; ')}`);
   let eps = 0;
@@ -239,9 +241,13 @@ async function main(): Promise<void> {
   for (let c = 0; c < spec.changes; c++) {
     const i = Math.floor(spec.services / 2) + c;
     const slice = cluster.slices[i - 1]!;
-    slice.endpoints = [{ ...slice.endpoints[0]!, addresses: [spec.endpointIPs ? spec.endpointIPs[(c + 1) % spec.endpointIPs.length]! : ipText(((10 << 24) | (191 << 16)) + 1000 + c)] }, ...slice.endpoints.slice(1)];
+    // A new object, as an informer delivers an updated slice (objects are never changed in place).
+    cluster.slices[i - 1] = {
+      ...slice,
+      endpoints: [{ ...slice.endpoints[0]!, addresses: [spec.endpointIPs ? spec.endpointIPs[(c + 1) % spec.endpointIPs.length]! : ipText(((10 << 24) | (191 << 16)) + 1000 + c)] }, ...slice.endpoints.slice(1)],
+    };
     const t = performance.now();
-    m = translate({ ...input, services: cluster.services, endpointSlices: cluster.slices });
+    m = translator.translate(cluster.services, cluster.slices);
     translateMs = performance.now() - t;
     await sync(`change ${c + 1}`);
   }

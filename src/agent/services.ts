@@ -19,7 +19,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { type Datastore, type EndpointSlice, type Service, createInformer } from '../datastore/index.ts';
 import { describe } from '../errors/index.ts';
 import { run } from '../kernel/index.ts';
-import { IptablesProxyDataplane, ProxyDataplane, translate } from '../proxy/index.ts';
+import { IptablesProxyDataplane, ProxyDataplane, Translator } from '../proxy/index.ts';
 
 export type ProxyMode = 'nftables' | 'iptables';
 
@@ -149,13 +149,15 @@ export async function startServiceAgent(ds: Datastore, o: ServiceAgentOptions, l
     }
   };
 
+  // Remembers each service's model by object identity: a change re-translates that service only.
+  const translator = new Translator(o.nodeName, [o.nodeIP], o.clusterCIDR);
   const sync = async (): Promise<void> => {
     running = true;
     const end = m.seconds.startTimer({ mode: o.mode });
     try {
       const svcs = services.list();
       const eps = slices.list();
-      const model = translate({ services: svcs, endpointSlices: eps, nodeName: o.nodeName, nodeIPs: [o.nodeIP], clusterCIDR: o.clusterCIDR });
+      const model = translator.translate(svcs, eps);
       const r = await proxy.sync(model.services, model.endpoints, model.node);
       ok = r.ok;
       m.syncs.inc({ mode: o.mode, result: r.ok ? 'ok' : 'error' });

@@ -51,7 +51,7 @@ describe('ProxyDataplane.sync', () => {
     assert.equal(r.changedServices, 18);
     assert.deepEqual(
       fake.calls.map((x) => `${x.file} ${x.args.join(' ')}`),
-      ['nft -t list chains ip ; list sets ip', 'nft -f -'],
+      ['nft -t list chains ip ; list sets ip ; list maps ip', 'nft -f -'],
     );
     assert.deepEqual(dump(fake.table('ip', 'podnet-proxy')), fresh());
     assert.deepEqual(dump(fake.table('inet', 'podnet')), agentBefore);
@@ -76,9 +76,10 @@ describe('ProxyDataplane.sync', () => {
     const r = await sync();
     assert.equal(r.mode, 'partial');
     assert.equal(r.changedServices, 2, 'the dns service has a UDP and a TCP port');
-    assert.deepEqual({ written: r.counts.chainsWritten, deleted: r.counts.chainsDeleted, elements: r.counts.elementsAdded + r.counts.elementsDeleted }, { written: 2, deleted: 2, elements: 0 });
+    assert.deepEqual({ written: r.counts.chainsWritten, deleted: r.counts.chainsDeleted, elements: r.counts.elementsAdded + r.counts.elementsDeleted }, { written: 2, deleted: 0, elements: 2 });
     const script = fake.calls.at(-2)!.input!;
-    for (const line of script.trim().split('\n')) assert.match(line, /default-dns-dns(-tcp)?/);
+    // The two service chains (now mod 1) and the last key of each one's endpoint map slot.
+    for (const line of script.trim().split('\n')) assert.match(line, /default-dns-dns(-tcp)?|^delete element ip podnet-proxy endpoints-(udp|tcp)-\d+ \{ \d+ \}$/);
     assert.deepEqual(fake.calls.at(-1)!.args, ['-D', '-p', 'udp', '--orig-dst', '10.96.0.53', '--orig-port-dst', '53', '--reply-src', '10.244.2.9']);
     assert.deepEqual(r.conntrack, { commands: 1, failed: 0 }, '"0 flow entries" is not a failure');
     assert.deepEqual(dump(fake.table('ip', 'podnet-proxy')), fresh());

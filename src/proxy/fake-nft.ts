@@ -10,7 +10,10 @@
  *     a rule or a map element still refers to cannot be deleted (EBUSY);
  *   - every rule must parse with the proxy's rule parser (so the tracer can walk it).
  *
- * It also answers `nft [-t] list table`, `nft list tables`, `nft [-t] list chains|sets FAMILY`
+ *   - a verdict map's values must be verdicts naming existing chains; a data map's (the
+ *     endpoint maps, `typeof numgen … : ip daddr . tcp dport`) must be `address . port`.
+ *
+ * It also answers `nft [-t] list table`, `nft list tables`, `nft [-t] list chains|sets|maps FAMILY`
  * (several joined with `;`) and `nft delete table`, records every call, and can be told to
  * fail the next transaction. `conntrack` calls are recorded
  * and answered like a conntrack that found nothing to delete.
@@ -32,6 +35,7 @@ export interface NftChainState {
 
 export interface NftSetState {
   isMap: boolean;
+  /** The declaration after `type ` (or the whole `typeof …` declaration). */
   type: string;
   flags: string[];
   timeoutSeconds?: number;
@@ -58,6 +62,10 @@ export function parsePriority(text: string): number {
   const base = /^-?\d+$/.test(m[1]!) ? Number(m[1]) : PRIORITIES[m[1]!];
   if (base === undefined) throw new FakeNftError(`unknown priority "${m[1]}"`);
   return base + (m[2] ? (m[2] === '+' ? 1 : -1) * Number(m[3]) : 0);
+}
+
+function isVerdictMap(s: NftSetState): boolean {
+  return s.isMap && s.type.endsWith(': verdict');
 }
 
 function cloneTable(t: NftTableState): NftTableState {
@@ -115,7 +123,7 @@ class Tx {
       }
     }
     for (const s of t.sets.values()) {
-      if (!s.isMap) continue;
+      if (!isVerdictMap(s)) continue;
       for (const v of s.elements.values()) {
         const verdict = parseVerdictText(v);
         if (verdict.kind === 'jump' || verdict.kind === 'goto') inc(chains, verdict.chain);
@@ -198,7 +206,8 @@ class Tx {
         const body = /^\{(.*)\}$/.exec(rest)?.[1];
         if (body === undefined) throw new FakeNftError(`bad ${obj} spec: ${rest}`);
         const fields = body.split(';').map((f) => f.trim()).filter(Boolean);
-        const type = fields.find((f) => f.startsWith('type '))?.slice(5).trim();
+        const typeField = fields.find((f) => f.startsWith('type ') || f.startsWith('typeof '));
+        const type = typeField?.startsWith('typeof ') ? typeField : typeField?.slice(5).trim();
         if (!type) throw new FakeNftError(`${obj} ${name}: missing type`);
         if ((obj === 'map') !== type.includes(' : ')) throw new FakeNftError(`${obj} ${name}: type "${type}"`);
         const flags = fields.find((f) => f.startsWith('flags '))?.slice(6).split(',').map((f) => f.trim()) ?? [];
@@ -227,7 +236,9 @@ class Tx {
       case 'add element': {
         const s = this.set(t, name);
         for (const [k, v] of parseElements(rest, s.isMap)) {
-          if (s.isMap) {
+          if (s.isMap && !isVerdictMap(s)) {
+            if (!/^[0-9]+$/.test(k) || !/^[0-9a-fA-F.:]+ \. [0-9]+$/.test(v)) throw new FakeNftError(`bad element ${k} : ${v} for ${name}`);
+          } else if (s.isMap) {
             const verdict = parseVerdictText(v);
             if ((verdict.kind === 'jump' || verdict.kind === 'goto') && !t.chains.has(verdict.chain)) {
               throw new FakeNftError(`No such file or directory: chain ${verdict.chain}`);
@@ -309,7 +320,7 @@ export class FakeNft {
     if (!t) throw new FakeNftError(`No such file or directory: table ${family} ${name}`);
     const out = [`table ${family} ${name} {`];
     for (const [n, s] of t.sets) {
-      out.push(`\t${s.isMap ? 'map' : 'set'} ${n} {`, `\t\ttype ${s.type}`);
+      out.push(`\t${s.isMap ? 'map' : 'set'} ${n} {`, s.type.startsWith('typeof ') ? `\t\t${s.type}` : `\t\ttype ${s.type}`);
       if (s.flags.length) out.push(`\t\tflags ${s.flags.join(',')}`);
       if (s.timeoutSeconds !== undefined) out.push(`\t\ttimeout ${s.timeoutSeconds}s`);
       if (!terse && s.elements.size) out.push(`\t\telements = { ${[...s.elements].map(([k, v]) => (s.isMap ? `${k} : ${v}` : k)).join(',\n\t\t\t     ')} }`);
@@ -326,8 +337,8 @@ export class FakeNft {
     return out.join('\n');
   }
 
-  /** `nft list chains [FAMILY]` / `nft -t list sets [FAMILY]`: names and declarations, no rules or elements. */
-  listDeclarations(what: 'chains' | 'sets', family?: string): string {
+  /** `nft list chains|sets|maps [FAMILY]` (terse): names and declarations, no rules or elements. */
+  listDeclarations(what: 'chains' | 'sets' | 'maps', family?: string): string {
     const out: string[] = [];
     for (const t of this.tables.values()) {
       if (family !== undefined && t.family !== family) continue;
@@ -340,8 +351,8 @@ export class FakeNft {
         }
       } else {
         for (const [n, s] of t.sets) {
-          if (s.isMap) continue;
-          out.push(`\tset ${n} {`, `\t\ttype ${s.type}`);
+          if (s.isMap !== (what === 'maps')) continue;
+          out.push(`\t${s.isMap ? 'map' : 'set'} ${n} {`, s.type.startsWith('typeof ') ? `\t\t${s.type}` : `\t\ttype ${s.type}`);
           if (s.flags.length) out.push(`\t\tflags ${s.flags.join(',')}`);
           if (s.timeoutSeconds !== undefined) out.push(`\t\ttimeout ${s.timeoutSeconds}s`);
           out.push('\t}');
@@ -370,14 +381,14 @@ export class FakeNft {
         return { stdout: '', stderr: '' };
       }
       if (a[0] === 'list' && a[1] === 'table' && a.length === 4) return { stdout: this.listTable(a[2]!, a[3]!, terse), stderr: '' };
-      if (a[0] === 'list' && (a[1] === 'chains' || a[1] === 'sets')) {
+      if (a[0] === 'list' && (a[1] === 'chains' || a[1] === 'sets' || a[1] === 'maps')) {
         // `list chains FAMILY ; list sets FAMILY`: declarations only, per table.
         const cmds: string[][] = [[]];
         for (const x of a) if (x === ';') cmds.push([]);
         else cmds[cmds.length - 1]!.push(x);
         let out = '';
         for (const c of cmds) {
-          if (c[0] !== 'list' || (c[1] !== 'chains' && c[1] !== 'sets') || c.length > 3) return fail(`fake: unsupported nft ${args.join(' ')}`);
+          if (c[0] !== 'list' || (c[1] !== 'chains' && c[1] !== 'sets' && c[1] !== 'maps') || c.length > 3) return fail(`fake: unsupported nft ${args.join(' ')}`);
           out += this.listDeclarations(c[1], c[2]);
         }
         return { stdout: out, stderr: '' };

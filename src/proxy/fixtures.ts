@@ -8,6 +8,8 @@
  */
 import type { Endpoint, EndpointSlice, Protocol, Service, ServiceSpec, ServiceStatus } from '../datastore/types.ts';
 import type { NftTableState } from './fake-nft.ts';
+import type { NftRule } from './nft-rules.ts';
+import { ENDPOINT_MAP_PATTERN } from './nftables.ts';
 import { translate } from './translate.ts';
 import type { ProxyModel } from './types.ts';
 
@@ -174,7 +176,31 @@ export function localAddresses(node: NodeName): string[] {
 export function dump(t: NftTableState | undefined): string[] {
   if (!t) return [];
   const out: string[] = [];
-  for (const [n, c] of t.chains) out.push(`chain ${n}${c.base ? ` [${c.base.type} ${c.base.hook} ${c.base.priority}]` : ''}: ${c.rules.map((r) => r.text).join(' | ')}`);
-  for (const [n, s] of t.sets) out.push(`${s.isMap ? 'map' : 'set'} ${n} {${s.type}; ${s.flags.join(',')}; ${s.timeoutSeconds ?? ''}}: ${[...s.elements].map(([k, v]) => `${k}=${v}`).sort().join(', ')}`);
+  // Endpoint map slots depend on the order chains came and went, so a dispatch rule is shown
+  // by the endpoints it reaches (`→ [ip . port, …]`) and the endpoint maps are left out.
+  const resolve = (r: NftRule): string => {
+    const d = r.exprs.find((e) => e.t === 'dnatMap');
+    if (!d || d.t !== 'dnatMap') return r.text;
+    const map = t.sets.get(d.map);
+    const targets = [...Array(d.mod).keys()].map((i) => map?.elements.get(String(d.offset + i)) ?? 'MISSING');
+    return `${r.text.replace(/ offset \d+ map @\S+$/, '')} → [${targets.join(', ')}]`;
+  };
+  for (const [n, c] of t.chains) out.push(`chain ${n}${c.base ? ` [${c.base.type} ${c.base.hook} ${c.base.priority}]` : ''}: ${c.rules.map(resolve).join(' | ')}`);
+  for (const [n, s] of t.sets) {
+    if (ENDPOINT_MAP_PATTERN.test(n)) continue;
+    out.push(`${s.isMap ? 'map' : 'set'} ${n} {${s.type}; ${s.flags.join(',')}; ${s.timeoutSeconds ?? ''}}: ${[...s.elements].map(([k, v]) => `${k}=${v}`).sort().join(', ')}`);
+  }
   return out.sort();
+}
+
+/** Endpoint map elements that no dispatch rule reaches (a partial sync must not leave any). */
+export function orphanTargets(t: NftTableState | undefined): string[] {
+  if (!t) return [];
+  const reached = new Set<string>();
+  for (const c of t.chains.values()) {
+    for (const r of c.rules) for (const e of r.exprs) if (e.t === 'dnatMap') for (let i = 0; i < e.mod; i++) reached.add(`${e.map} ${e.offset + i}`);
+  }
+  const out: string[] = [];
+  for (const [n, s] of t.sets) if (ENDPOINT_MAP_PATTERN.test(n)) for (const k of s.elements.keys()) if (!reached.has(`${n} ${k}`)) out.push(`${n} ${k}`);
+  return out;
 }

@@ -181,14 +181,16 @@ for (const [mode, make] of MODES) {
 }
 
 describe('the trace names the rules a packet matched', () => {
-  test('ClusterIP through the service-ips map to an endpoint chain', () => {
+  test('ClusterIP through the service-ips map to the service chain and its endpoint map; postrouting checks', () => {
     const [o] = nftTracer('node1', () => 0).trace({ src: POD1, dst: '10.96.0.10', proto: 'tcp', dport: 80 });
     const chains = o!.matched.map((m) => m.split(':')[0]);
     assert.deepEqual(chains.slice(0, 2), ['nat-prerouting', 'services']);
     assert.match(chains[2]!, /^svc-[A-Z2-7]{8}-default-web-http$/);
-    assert.match(chains[3]!, /^ep-[A-Z2-7]{8}-default-web-http-10\.244\.1\.2-8080$/);
+    assert.match(o!.matched[3]!, /^svc-\S+: meta l4proto tcp dnat ip addr \. port to numgen random mod 2 offset \d+ map @endpoints-tcp-\d+$/);
     assert.ok(o!.matched.includes('services: ip daddr . meta l4proto . th dport vmap @service-ips'));
+    assert.ok(o!.matched.includes('masquerading: meta mark & 0x2000 == 0x2000 jump masquerade-check'));
     assert.equal(o!.dnat, '10.244.1.2:8080');
+    assert.equal(o!.masquerade, false);
   });
 
   test('a rejected packet ends in reject-chain, reached from the filter hook', () => {

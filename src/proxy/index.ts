@@ -24,8 +24,8 @@ export type {
   ServicePortMap,
   TrafficPolicy,
 } from './types.ts';
-export { DEFAULT_AFFINITY_TIMEOUT, MASQ_MARK, PROXY_TABLE, ProxyError, hostPort, nftFamily } from './types.ts';
-export { SERVICE_NAME_LABEL, compareEndpoints, endpointInfos, nodeContext, serviceInfos, servicePortKey, translate } from './translate.ts';
+export { DEFAULT_AFFINITY_TIMEOUT, MASQ_MARK, PROXY_TABLE, ProxyError, SERVICE_MARK, hostPort, nftFamily } from './types.ts';
+export { SERVICE_NAME_LABEL, compareEndpoints, endpointInfos, nodeContext, serviceInfos, servicePortKey, translate, Translator } from './translate.ts';
 export type { TranslateInput } from './translate.ts';
 export { hasExternal, layoutService, usable } from './layout.ts';
 export type { ServiceLayout, Verdict } from './layout.ts';
@@ -45,7 +45,13 @@ export {
 } from './names.ts';
 export {
   ENDPOINTS_CHECK_CHAIN,
+  ENDPOINT_MAP_PATTERN,
   FILTER_FORWARD,
+  HAIRPIN_SET,
+  LOCAL_ENDPOINTS_SET,
+  MASQUERADE_CHECK_CHAIN,
+  SlotTable,
+  endpointMap,
   FILTER_INPUT,
   FILTER_OUTPUT,
   MAP_NAMES,
@@ -69,7 +75,7 @@ export {
   renderFull,
   tableName,
 } from './nftables.ts';
-export type { ChainPlan, DesiredTable, ElementPlan, MapName, NftCounts, NftPlanOptions, NftTransaction, ServicePlan, SetPlan } from './nftables.ts';
+export type { ChainPlan, DesiredTable, Dispatch, ElementPlan, MapName, NftCounts, NftPlanOptions, NftTransaction, ServicePlan, SetPlan } from './nftables.ts';
 export { IPT_EP_CHECK, IPT_MARK_MASQ, IPT_NODEPORTS, IPT_POSTROUTING, IPT_SERVICES, iptablesJumps, parseSaveChains, planIptables } from './iptables.ts';
 export type { IptJump, IptTable, IptablesPlan } from './iptables.ts';
 export { planConntrackCleanup } from './conntrack.ts';

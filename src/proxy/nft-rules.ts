@@ -21,11 +21,14 @@ export type NftExpr =
   | { t: 'ctNew' }
   | { t: 'markTest'; mask: number; value: number; neg: boolean }
   | { t: 'vmap'; key: KeyPart[]; map: string }
+  | { t: 'inSetConcat'; key: KeyPart[]; set: string }
   | { t: 'numgen'; mod: number; branches: Map<number, NftVerdict> }
   | { t: 'numgenMatch'; mod: number; value: number }
   | { t: 'markSet'; op: 'or' | 'xor'; value: number }
   | { t: 'update'; set: string; field: AddrField }
   | { t: 'dnat'; ip: string; port: number }
+  /** `dnat ip addr . port to numgen random mod N offset B map @m`: element B+random(N) of m. */
+  | { t: 'dnatMap'; mod: number; offset: number; map: string }
   | { t: 'masquerade' }
   | { t: 'reject'; tcpReset: boolean }
   | { t: 'verdict'; v: NftVerdict }
@@ -103,7 +106,8 @@ function parseConcatVmap(toks: readonly string[], i: number): { expr: NftExpr; n
     }
     break;
   }
-  if (toks[j] !== 'vmap') throw new NftSyntaxError('a concatenation must be looked up with vmap');
+  if (toks[j]?.startsWith('@')) return { expr: { t: 'inSetConcat', key, set: toks[j]!.slice(1) }, next: j + 1 };
+  if (toks[j] !== 'vmap') throw new NftSyntaxError('a concatenation must be looked up with vmap or in @set');
   const map = toks[j + 1];
   if (!map?.startsWith('@')) throw new NftSyntaxError('vmap needs @map');
   return { expr: { t: 'vmap', key, map: map.slice(1) }, next: j + 2 };
@@ -238,6 +242,23 @@ export function parseRule(text: string): NftRule {
         break;
       }
       case 'dnat': {
+        if ((toks[i + 1] === 'ip' || toks[i + 1] === 'ip6') && toks[i + 2] === 'addr') {
+          // dnat ip addr . port to numgen random mod N offset B map @m
+          const want = ['.', 'port', 'to', 'numgen', 'random', 'mod'];
+          want.forEach((w, k) => {
+            if (toks[i + 3 + k] !== w) throw new NftSyntaxError(`dnat ${toks[i + 1]} addr: expected "${w}", got "${toks[i + 3 + k] ?? ''}"`);
+          });
+          const mod = num(toks[i + 9], 'numgen mod');
+          if (mod < 1) throw new NftSyntaxError('numgen mod 0');
+          if (toks[i + 10] !== 'offset') throw new NftSyntaxError('dnat … numgen: expected "offset"');
+          const offset = num(toks[i + 11], 'numgen offset');
+          if (offset + mod - 1 > 0xffffffff) throw new NftSyntaxError('numgen offset out of range');
+          const map = toks[i + 13];
+          if (toks[i + 12] !== 'map' || !map?.startsWith('@')) throw new NftSyntaxError('dnat … numgen: expected "map @name"');
+          exprs.push({ t: 'dnatMap', mod, offset, map: map.slice(1) });
+          i += 14;
+          break;
+        }
         if (toks[i + 1] !== 'to') throw new NftSyntaxError('dnat: expected "to"');
         const target = toks[i + 2] ?? '';
         const m = /^\[([0-9a-fA-F:.]+)\]:(\d+)$/.exec(target) ?? /^([0-9.]+):(\d+)$/.exec(target);
@@ -275,7 +296,7 @@ export function parseRule(text: string): NftRule {
         throw new NftSyntaxError(`unknown expression "${t}" in "${text}"`);
     }
   }
-  const last = exprs.findIndex((e) => e.t === 'verdict' || e.t === 'dnat' || e.t === 'masquerade' || e.t === 'reject');
+  const last = exprs.findIndex((e) => e.t === 'verdict' || e.t === 'dnat' || e.t === 'dnatMap' || e.t === 'masquerade' || e.t === 'reject');
   if (last >= 0 && last !== exprs.length - 1) throw new NftSyntaxError(`nothing may follow a verdict: "${text}"`);
   return { text, exprs };
 }
@@ -290,7 +311,8 @@ export function ruleRefs(rule: NftRule): { chains: string[]; sets: string[] } {
   for (const e of rule.exprs) {
     if (e.t === 'verdict') verdict(e.v);
     else if (e.t === 'numgen') for (const v of e.branches.values()) verdict(v);
-    else if (e.t === 'vmap') sets.push(e.map);
+    else if (e.t === 'vmap' || e.t === 'dnatMap') sets.push(e.map);
+    else if (e.t === 'inSetConcat') sets.push(e.set);
     else if (e.t === 'inSet' || e.t === 'update') sets.push(e.set);
   }
   return { chains, sets };

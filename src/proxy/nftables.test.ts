@@ -2,7 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { EndpointSlice, Service } from '../datastore/types.ts';
 import { FakeNft } from './fake-nft.ts';
-import { CLUSTER_CIDR, dump, fixtureCluster, fixtureModel, localAddresses, service, slice } from './fixtures.ts';
+import { CLUSTER_CIDR, dump, fixtureCluster, fixtureModel, localAddresses, orphanTargets, service, slice } from './fixtures.ts';
 import { SERVICE_CHAIN_PATTERN } from './names.ts';
 import { NftTableMirror, type ServicePlan, collectDesired, planNftables, planService, planTableRemoval, renderFull } from './nftables.ts';
 import { ServiceChangeTracker } from './tracker.ts';
@@ -21,7 +21,7 @@ function plansOf(m: ProxyModel) {
 /** What ProxyDataplane does, without commands: a tracker and a mirror, full then partial. */
 class Syncer {
   readonly tracker = new ServiceChangeTracker();
-  readonly mirror = new NftTableMirror(4);
+  readonly mirror = new NftTableMirror(4, '10.244.0.0/16');
 
   full(m: ProxyModel, existing: { chains: string[]; sets: string[] } = { chains: [], sets: [] }) {
     const snap = ServiceChangeTracker.snapshot(m.services, m.endpoints);
@@ -101,19 +101,33 @@ describe('planNftables: a full transaction', () => {
     assert.ok(lines.includes('add element ip podnet-proxy no-endpoint-services { 10.96.0.81 . tcp . 80 : drop }'));
   });
 
-  test('numgen picks among endpoint chains (uniform cascade); endpoint chains DNAT', () => {
+  test('a service chain DNATs through an endpoint map: one chain per service port, none per endpoint', () => {
     const web = lines.filter((l) => / svc-[A-Z2-7]{8}-default-web-http /.test(l) && l.startsWith('add rule'));
     assert.equal(web.length, 2);
-    assert.match(web[0]!, /svc-\S+ numgen random mod 2 == 0 goto ep-[A-Z2-7]{8}-default-web-http-10\.244\.1\.2-8080$/);
-    assert.match(web[1]!, /svc-\S+ goto ep-[A-Z2-7]{8}-default-web-http-10\.244\.2\.2-8080$/);
-    assert.ok(lines.some((l) => /ep-[A-Z2-7]{8}-default-web-http-10\.244\.2\.2-8080 meta l4proto tcp dnat to 10\.244\.2\.2:8080$/.test(l)));
-    assert.ok(lines.some((l) => /ep-\S+ meta l4proto sctp dnat to 10\.244\.2\.10:9999$/.test(l)));
+    assert.match(web[0]!, /svc-\S+ meta mark set meta mark or 0x2000$/);
+    const m = /svc-\S+ meta l4proto tcp dnat ip addr \. port to numgen random mod 2 offset (\d+) map @(endpoints-tcp-\d+)$/.exec(web[1]!);
+    assert.ok(m, web[1]);
+    const offset = Number(m[1]);
+    assert.equal(offset % 65536, 0);
+    assert.equal(m[2], `endpoints-tcp-${(offset / 65536) % 256}`);
+    assert.ok(lines.includes(`add element ip podnet-proxy ${m[2]} { ${offset} : 10.244.1.2 . 8080, ${offset + 1} : 10.244.2.2 . 8080 }`));
+    assert.ok(lines.includes(`add map ip podnet-proxy ${m[2]} { typeof numgen random mod 65536 : ip daddr . tcp dport ; }`));
+    assert.ok(lines.some((l) => /svc-\S+ meta l4proto sctp dnat ip addr \. port to numgen random mod 1 offset \d+ map @endpoints-sctp-\d+$/.test(l)));
+    assert.ok(!lines.some((l) => /add chain ip podnet-proxy ep-\S+-default-web-http/.test(l)), 'no endpoint chains without affinity');
     assert.ok(!lines.some((l) => l.includes('vmap {')), 'no anonymous maps by default');
   });
 
-  test("dispatch 'vmap': one numgen verdict map per policy chain", () => {
+  test('local endpoints feed the hairpin and local-endpoint sets that postrouting checks', () => {
+    assert.ok(lines.includes('add element ip podnet-proxy hairpin-endpoints { 10.244.1.2 . 10.244.1.2 }'));
+    assert.ok(lines.includes('add element ip podnet-proxy local-endpoints { 10.244.1.2 }'));
+    assert.ok(!lines.some((l) => l.includes('{ 10.244.2.2 }')), 'a remote endpoint is in neither set');
+    assert.ok(lines.includes('add rule ip podnet-proxy masquerading meta mark & 0x2000 == 0x2000 jump masquerade-check'));
+    assert.ok(lines.includes('add rule ip podnet-proxy masquerade-check ip saddr != 10.244.0.0/16 ip daddr != @local-endpoints jump mark-for-masquerade'));
+  });
+
+  test("dispatch 'vmap': one numgen verdict map per affinity policy chain", () => {
     const v = planNftables(m.services, m.endpoints, m.node, { dispatch: 'vmap' }).script.split('\n');
-    assert.ok(v.some((l) => /svc-[A-Z2-7]{8}-default-web-http numgen random mod 2 vmap \{ 0 : goto ep-\S+-10\.244\.1\.2-8080, 1 : goto ep-\S+-10\.244\.2\.2-8080 \}$/.test(l)));
+    assert.ok(v.some((l) => /svc-[A-Z2-7]{8}-default-sticky-http numgen random mod 2 vmap \{ 0 : goto ep-\S+-10\.244\.1\.11-8080, 1 : goto ep-\S+-10\.244\.2\.11-8080 \}$/.test(l)));
   });
 
   test('affinity: a timed set per endpoint, checked first, updated on use', () => {
@@ -125,13 +139,13 @@ describe('planNftables: a full transaction', () => {
   test('counts', () => {
     assert.equal(counts.lines, lines.length);
     assert.equal(counts.chainsDeleted, 0);
-    assert.ok(counts.chainsWritten > 30 && counts.elementsAdded > 20);
+    assert.ok(counts.chainsWritten > 20 && counts.elementsAdded > 20);
   });
 
   test('the fake nft accepts it (every rule parses, every reference resolves)', () => {
     const fake = new FakeNft();
     fake.apply(script);
-    assert.equal(fake.table('ip', 'podnet-proxy')!.chains.size, 11 + counts.chainsWritten);
+    assert.equal(fake.table('ip', 'podnet-proxy')!.chains.size, 12 + counts.chainsWritten);
   });
 
   test('IPv6: ip6 table, ipv6_addr keys, bracketed DNAT', () => {
@@ -144,8 +158,9 @@ describe('planNftables: a full transaction', () => {
     });
     const p = planNftables(v6.services, v6.endpoints, v6.node);
     assert.ok(p.script.startsWith('add table ip6 podnet-proxy\n'));
-    assert.match(p.script, /ip6 saddr != fd00:244::\/32 jump mark-for-masquerade/);
-    assert.match(p.script, /dnat to \[fd00:244:2::2\]:8080/);
+    assert.match(p.script, /ip6 saddr != fd00:244::\/32 ip6 daddr != @local-endpoints jump mark-for-masquerade/);
+    assert.match(p.script, /meta l4proto tcp dnat ip6 addr \. port to numgen random mod 2 offset 0 map @endpoints-tcp-0/);
+    assert.match(p.script, /add element ip6 podnet-proxy endpoints-tcp-0 \{ 0 : fd00:244:1::2 \. 8080, 1 : fd00:244:2::2 \. 8080 \}/);
     assert.match(p.script, /fib daddr type local ip6 daddr != ::1 /);
     const fake = new FakeNft();
     fake.apply(p.script);
@@ -172,20 +187,41 @@ describe('NftTableMirror: partial syncs write only what changed', () => {
     assert.equal(again.counts.lines, 0);
   });
 
-  test('one endpoint removed: its chain goes, the service chain is refilled, nothing else is touched', () => {
+  test('one endpoint removed: the service chain says N−1 and the moved keys are rewritten, nothing else is touched', () => {
     const c = fixtureCluster();
     const s = new Syncer();
     s.full(model(c)).commit();
-    sliceOf(c, 'web').endpoints.splice(1, 1);
+    const web = [...s.mirror.plan('default/web:http')!.chains].find((x) => x.dispatch)!.name;
+    const slot = s.mirror.slotOf(web)!;
+    sliceOf(c, 'web').endpoints.splice(0, 1);
     const r = s.partial(model(c)).tx;
     const lines = r.script.trim().split('\n');
-    for (const l of lines) assert.match(l, /default-web-http/, l);
-    assert.deepEqual(
-      lines.map((l) => l.split(' ').slice(0, 2).join(' ')),
-      ['flush chain', 'flush chain', 'add rule', 'delete chain'],
-    );
-    assert.match(lines[3]!, /^delete chain ip podnet-proxy ep-[A-Z2-7]{8}-default-web-http-10\.244\.2\.2-8080$/);
-    assert.deepEqual(r.counts, { chainsWritten: 1, chainsDeleted: 1, rulesWritten: 1, elementsAdded: 0, elementsDeleted: 0, setsAdded: 0, setsDeleted: 0, lines: 4 });
+    const map = `endpoints-tcp-${slot % 256}`;
+    const k = slot * 65536;
+    assert.deepEqual(lines, [
+      `flush chain ip podnet-proxy ${web}`,
+      `delete element ip podnet-proxy hairpin-endpoints { 10.244.1.2 . 10.244.1.2 }`,
+      `delete element ip podnet-proxy local-endpoints { 10.244.1.2 }`,
+      `delete element ip podnet-proxy ${map} { ${k}, ${k + 1} }`,
+      `add rule ip podnet-proxy ${web} meta mark set meta mark or 0x2000`,
+      `add rule ip podnet-proxy ${web} meta l4proto tcp dnat ip addr . port to numgen random mod 1 offset ${k} map @${map}`,
+      `add element ip podnet-proxy ${map} { ${k} : 10.244.2.2 . 8080 }`,
+    ]);
+    assert.deepEqual(r.counts, { chainsWritten: 1, chainsDeleted: 0, rulesWritten: 2, elementsAdded: 1, elementsDeleted: 4, setsAdded: 0, setsDeleted: 0, lines: 7 });
+  });
+
+  test('an endpoint replaced by another: one key rewritten, the chain left alone', () => {
+    const c = fixtureCluster();
+    const s = new Syncer();
+    s.full(model(c)).commit();
+    const web = [...s.mirror.plan('default/web:http')!.chains].find((x) => x.dispatch)!.name;
+    const k = s.mirror.slotOf(web)! * 65536;
+    sliceOf(c, 'web').endpoints[1]!.addresses = ['10.244.2.3'];
+    const lines = s.partial(model(c)).tx.script.trim().split('\n');
+    assert.deepEqual(lines.map((l) => l.replace(/endpoints-tcp-\d+/, 'endpoints-B')), [
+      `delete element ip podnet-proxy endpoints-B { ${k + 1} }`,
+      `add element ip podnet-proxy endpoints-B { ${k + 1} : 10.244.2.3 . 8080 }`,
+    ]);
   });
 
   // After every change, a partial sync must leave exactly what a full sync of the new state
@@ -207,6 +243,7 @@ describe('NftTableMirror: partial syncs write only what changed', () => {
       const fresh = new FakeNft();
       fresh.apply(planNftables(m.services, m.endpoints, m.node).script);
       assert.deepEqual(dump(fake.table('ip', 'podnet-proxy')), dump(fresh.table('ip', 'podnet-proxy')), name);
+      assert.deepEqual(orphanTargets(fake.table('ip', 'podnet-proxy')), [], `${name}: endpoint map elements left behind`);
     }
   });
 
@@ -232,7 +269,7 @@ describe('NftTableMirror: partial syncs write only what changed', () => {
       chains: [...listing.matchAll(/^\tchain (\S+) \{/gm)].map((x) => x[1]!),
       sets: [...listing.matchAll(/^\t(?:set|map) (\S+) \{/gm)].map((x) => x[1]!),
     };
-    const r = renderFull(4, collectDesired(plansOf(m)), names);
+    const r = renderFull(4, m.node.clusterCIDR, collectDesired(plansOf(m)), names);
     fake.apply(r.script);
     assert.equal(r.counts.chainsDeleted, 1);
     assert.equal(r.counts.setsDeleted, 1);

@@ -276,6 +276,34 @@ export class NftTracer {
           out.push({ state: s, action: this.verdictAction(parseVerdictCached(v)) });
           return;
         }
+        case 'inSetConcat': {
+          const key = e.key
+            .map((k) => (k === 'saddr' ? formatIP(st.saddr) : k === 'daddr' ? formatIP(st.daddr) : k === 'l4proto' ? st.proto : String(st.dport)))
+            .join(' . ');
+          return this.setHas(e.set, st, key) ? step(i + 1, st) : fail();
+        }
+        case 'dnatMap': {
+          // Explored like numgen: one outcome per endpoint the map holds for this rule.
+          const map = this.table.sets.get(e.map);
+          if (!map) throw new Error(`trace: no map ${e.map}`);
+          const picks = this.opts.random ? [Math.floor(this.opts.random() * e.mod)] : [...Array(e.mod).keys()];
+          for (const k of picks) {
+            const v = map.elements.get(String(e.offset + k));
+            // A key the map lacks: the lookup fails, so the rule does not match (no DNAT).
+            if (v === undefined) {
+              out.push({ state: clone(st0), action: 'next' });
+              continue;
+            }
+            const [ip, port] = v.split(' . ') as [string, string];
+            const s = clone(st);
+            s.daddr = parseIP(ip);
+            s.dport = Number(port);
+            s.dnat = hostPort(formatIP(s.daddr), s.dport);
+            record(s);
+            out.push({ state: s, action: 'nat' });
+          }
+          return;
+        }
         case 'numgen': {
           const keys = this.opts.random ? [Math.floor(this.opts.random() * e.mod)] : [...e.branches.keys()].sort((a, b) => a - b);
           for (const k of keys) {

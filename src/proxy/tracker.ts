@@ -49,6 +49,20 @@ export function fingerprint(svc: ServiceInfo, eps: readonly EndpointInfo[]): str
   ]);
 }
 
+/**
+ * Fingerprints by object identity: a caller that keeps unchanged ServiceInfo objects and
+ * endpoint arrays (the agent's Translator does) pays for the changed ones only. Model
+ * objects are never modified after they are made.
+ */
+const fingerprints = new WeakMap<ServiceInfo, { eps: readonly EndpointInfo[]; fp: string }>();
+function cachedFingerprint(svc: ServiceInfo, eps: readonly EndpointInfo[]): string {
+  const c = fingerprints.get(svc);
+  if (c && c.eps === eps) return c.fp;
+  const fp = fingerprint(svc, eps);
+  fingerprints.set(svc, { eps, fp });
+  return fp;
+}
+
 export class ServiceChangeTracker {
   private applied = new Map<string, ServicePortState>();
 
@@ -62,7 +76,7 @@ export class ServiceChangeTracker {
     const out = new Map<string, ServicePortState>();
     for (const [key, service] of services) {
       const eps = endpoints.get(key) ?? [];
-      out.set(key, { service, endpoints: eps, fingerprint: fingerprint(service, eps) });
+      out.set(key, { service, endpoints: eps, fingerprint: cachedFingerprint(service, eps) });
     }
     return out;
   }

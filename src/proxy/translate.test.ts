@@ -1,9 +1,10 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CLUSTER_CIDR, fixtureModel, service, slice } from './fixtures.ts';
+import { CLUSTER_CIDR, fixtureCluster, fixtureModel, service, slice } from './fixtures.ts';
 import { layoutService, usable } from './layout.ts';
 import { affinitySet, endpointChain, hashName, iptEndpointChain, iptServiceChain, serviceChain } from './names.ts';
-import { translate } from './translate.ts';
+import { Translator, translate } from './translate.ts';
+import { ServiceChangeTracker } from './tracker.ts';
 import type { EndpointInfo, ServiceInfo } from './types.ts';
 
 describe('translate: Services and EndpointSlices → ServiceInfo / EndpointInfo', () => {
@@ -164,4 +165,53 @@ describe('names: stable hashes with a readable suffix', () => {
   test('IPv6 endpoints: no colons in names', () => {
     assert.match(endpointChain(svc, { ip: 'fd00::5', port: 80 }), /-fd00..5-80$/);
   });
+});
+
+describe('Translator: the agent\'s incremental translate', () => {
+  const fresh = (c: ReturnType<typeof fixtureCluster>) => translate({ services: c.services, endpointSlices: c.slices, nodeName: 'node1', nodeIPs: ['192.168.1.11'], clusterCIDR: CLUSTER_CIDR });
+
+  // Each case replaces objects the way an informer does (never in place) and checks that the
+  // result equals a from-scratch translate, and that only the touched service got new objects.
+  const cases: Array<[string, (c: ReturnType<typeof fixtureCluster>) => string[]]> = [
+    ['nothing changed', () => []],
+    ['a slice replaced', (c) => {
+      const i = c.slices.findIndex((s) => s.metadata.name.startsWith('web'));
+      c.slices[i] = { ...c.slices[i]!, endpoints: [{ addresses: ['10.244.2.77'], nodeName: 'node2' }] };
+      return ['default/web:http'];
+    }],
+    ['a service replaced', (c) => {
+      const i = c.services.findIndex((s) => s.metadata.name === 'np');
+      c.services[i] = { ...c.services[i]!, spec: { ...c.services[i]!.spec!, ports: [{ name: 'http', port: 80, nodePort: 30111 }] } };
+      return ['default/np:http'];
+    }],
+    ['a slice added for a service', (c) => {
+      c.slices.push(slice('web', [{ name: 'http', port: 8080 }], [{ ip: '10.244.1.99', node: 'node1' }], { name: 'web-extra' }));
+      return ['default/web:http'];
+    }],
+    ['a service removed', (c) => {
+      c.services = c.services.filter((s) => s.metadata.name !== 'sctp');
+      return [];
+    }],
+  ];
+  for (const [name, mutate] of cases) {
+    test(name, () => {
+      const c = fixtureCluster();
+      const tr = new Translator('node1', ['192.168.1.11'], CLUSTER_CIDR);
+      const before = tr.translate(c.services, c.slices);
+      const changed = new Set(mutate(c));
+      const after = tr.translate(c.services, c.slices);
+      const want = fresh(c);
+      assert.deepEqual([...after.services], [...want.services]);
+      assert.deepEqual([...after.endpoints], [...want.endpoints]);
+      for (const [key, info] of after.services) {
+        if (!before.services.has(key)) continue;
+        const reused = info === before.services.get(key) && after.endpoints.get(key) === before.endpoints.get(key);
+        assert.equal(reused, !changed.has(key), `${key}: ${reused ? 'reused' : 'rebuilt'}`);
+      }
+      const tracker = new ServiceChangeTracker();
+      tracker.commit(ServiceChangeTracker.snapshot(before.services, before.endpoints));
+      const keys = tracker.changes(ServiceChangeTracker.snapshot(after.services, after.endpoints)).map((x) => x.key).filter((k) => after.services.has(k));
+      assert.deepEqual(keys.sort(), [...changed].sort());
+    });
+  }
 });

@@ -204,30 +204,65 @@ export function nodeContext(nodeName: string, nodeIPs: readonly string[], cluste
 
 /** Datastore objects → the proxy's model for one node (in the family of the cluster CIDR). */
 export function translate(input: TranslateInput): ProxyModel {
-  const node = nodeContext(input.nodeName, input.nodeIPs, input.clusterCIDR);
-  const problems: string[] = [];
-  const byService = new Map<string, EndpointSlice[]>();
-  for (const s of input.endpointSlices) {
-    const svcName = s.metadata.labels?.[SERVICE_NAME_LABEL];
-    if (!svcName) continue;
-    const k = `${s.metadata.namespace ?? 'default'}/${svcName}`;
-    const list = byService.get(k);
-    if (list) list.push(s);
-    else byService.set(k, [s]);
+  return new Translator(input.nodeName, input.nodeIPs, input.clusterCIDR).translate(input.services, input.endpointSlices);
+}
+
+interface CachedService {
+  readonly slices: readonly EndpointSlice[];
+  readonly infos: readonly ServiceInfo[];
+  readonly endpoints: ReadonlyMap<string, EndpointInfo[]>;
+  readonly problems: readonly string[];
+}
+
+/**
+ * `translate` for a long-lived caller (the agent): it remembers each service's result by the
+ * identity of the Service object and of its EndpointSlice objects, and reuses it while they
+ * are the same objects. Informers replace an object when it changes and keep it when it does
+ * not, so after one change only that service is translated again, and the unchanged ones keep
+ * their ServiceInfo and endpoint arrays, which lets the change tracker skip them by identity
+ * (at 10,000 services × 25 endpoints: 458 ms to translate everything, a few ms this way).
+ * Objects must not be modified in place (informer objects never are).
+ */
+export class Translator {
+  readonly node: NodeContext;
+  private cache = new WeakMap<Service, CachedService>();
+
+  constructor(nodeName: string, nodeIPs: readonly string[], clusterCIDR: string) {
+    this.node = nodeContext(nodeName, nodeIPs, clusterCIDR);
   }
-  const services = new Map<string, ServiceInfo>();
-  const endpoints = new Map<string, EndpointInfo[]>();
-  const nameOf = (s: Service) => `${s.metadata.namespace ?? 'default'}/${s.metadata.name}`;
-  const sorted = input.services.map((s) => [nameOf(s), s] as const).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  for (const [, svc] of sorted) {
-    const infos = serviceInfos(svc, node.family, problems);
-    if (infos.length === 0) continue;
-    const slices = byService.get(`${svc.metadata.namespace ?? 'default'}/${svc.metadata.name}`) ?? [];
-    const eps = endpointInfos(infos, slices, node.name, node.family, problems);
-    for (const info of infos) {
-      services.set(info.key, info);
-      endpoints.set(info.key, eps.get(info.key) ?? []);
+
+  translate(serviceObjects: readonly Service[], endpointSlices: readonly EndpointSlice[]): ProxyModel {
+    const node = this.node;
+    const problems: string[] = [];
+    const byService = new Map<string, EndpointSlice[]>();
+    for (const s of endpointSlices) {
+      const svcName = s.metadata.labels?.[SERVICE_NAME_LABEL];
+      if (!svcName) continue;
+      const k = `${s.metadata.namespace ?? 'default'}/${svcName}`;
+      const list = byService.get(k);
+      if (list) list.push(s);
+      else byService.set(k, [s]);
     }
+    const services = new Map<string, ServiceInfo>();
+    const endpoints = new Map<string, EndpointInfo[]>();
+    const nameOf = (s: Service) => `${s.metadata.namespace ?? 'default'}/${s.metadata.name}`;
+    const sorted = serviceObjects.map((s) => [nameOf(s), s] as const).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    for (const [name, svc] of sorted) {
+      const slices = byService.get(name) ?? [];
+      let c = this.cache.get(svc);
+      if (!c || c.slices.length !== slices.length || c.slices.some((x, i) => x !== slices[i])) {
+        const own: string[] = [];
+        const infos = serviceInfos(svc, node.family, own);
+        const eps = infos.length ? endpointInfos(infos, slices, node.name, node.family, own) : new Map<string, EndpointInfo[]>();
+        c = { slices, infos, endpoints: eps, problems: own };
+        this.cache.set(svc, c);
+      }
+      problems.push(...c.problems);
+      for (const info of c.infos) {
+        services.set(info.key, info);
+        endpoints.set(info.key, c.endpoints.get(info.key) ?? []);
+      }
+    }
+    return { services, endpoints, node, problems };
   }
-  return { services, endpoints, node, problems };
 }

@@ -90,6 +90,13 @@ export class ProxyError extends PodnetError {
 /** The firewall mark bit that asks postrouting to masquerade (kube-proxy's 0x4000). */
 export const MASQ_MARK = 0x4000;
 
+/**
+ * The mark bit a service chain sets before it DNATs through an endpoint map (nftables mode):
+ * it asks postrouting to decide on masquerade once the endpoint is known (hairpin, or an
+ * outside source sent to a remote endpoint), and is cleared there.
+ */
+export const SERVICE_MARK = 0x2000;
+
 /** The table the proxy owns, in the `ip` (IPv4) or `ip6` family. */
 export const PROXY_TABLE = 'podnet-proxy';
 
