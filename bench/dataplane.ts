@@ -453,13 +453,13 @@ export async function run(args: string[]): Promise<void> {
       const likeMet = l1 >= 0.95 && l4 >= 0.95;
       const head = `- **${name}: goal ${met ? 'met' : 'not met'}** (${r1.toFixed(2)} / ${r4.toFixed(2)} of the bare path, 1 / 4 streams)`;
       if (met) return `${head}.`;
-      return `${head}; like for like, with the lab's nft rules loaded on the bare path (conntrack on), ${l1.toFixed(2)} / ${l4.toFixed(2)}${likeMet ? ': the gap is the connection tracking that the nat chains switch on, not the pod path' : ''}.`;
+      return `${head}; like for like, with the lab's nft rules loaded on the bare path (conntrack on), ${l1.toFixed(2)} / ${l4.toFixed(2)}${likeMet ? ': the gap is what the nodes\' nft rules cost (connection tracking), not the pod path itself' : ''}.`;
     };
     const bug = hasNatChecksumBug(release());
     const goals = [
       verdict('same', 'bridge', 'bridge-ct', 'same-node'),
       verdict('hostgw', 'routed', 'routed-ct', 'host-gw'),
-      verdict('vxlan', asAgent, 'raw-vxlan-ct', `vxlan, --vxlan-tx-checksum ${tx.mode ?? '(not reported)'}: ${txWord}`),
+      verdict('vxlan', asAgent, 'raw-vxlan-ct', `vxlan (--vxlan-tx-checksum ${tx.mode ?? '?'}: ${txWord})`),
       `- VXLAN TX checksum offload: the lab's agents ran with \`--vxlan-tx-checksum ${tx.mode ?? '?'}\`, and this kernel (${release()}) ${bug === false ? 'has the fix of the NAT checksum bug (ea64d8d6c675), so `auto` leaves offload on' : bug ? 'predates the fix of the NAT checksum bug, so `auto` turns offload off' : 'has an unreadable version'}; podnet.1 had tx-checksumming ${tx.offload[0]} on both nodes, and the vxlan goal is judged against the bare VXLAN pair set up the same way. Turning offload off costs the bare pair ${med('raw-vxlan-txoff', 'raw-vxlan', 1).toFixed(2)} / ${med('raw-vxlan-txoff', 'raw-vxlan', 4).toFixed(2)} of its throughput (it also turns off TSO/GSO on the device).`,
       `- Connection tracking: any nat chain (podnet's egress masquerade, the service proxy's) makes the kernel track every forwarded packet, bridged ones too (br_netfilter); on the bare paths that alone costs ${med('bridge-ct', 'bridge', 1).toFixed(2)} / ${med('bridge-ct', 'bridge', 4).toFixed(2)} (bridge), ${med('routed-ct', 'routed', 1).toFixed(2)} / ${med('routed-ct', 'routed', 4).toFixed(2)} (routed), ${med('raw-vxlan-ct', asAgent, 1).toFixed(2)} / ${med('raw-vxlan-ct', asAgent, 4).toFixed(2)} (VXLAN). podnet keeps it: a reply from a service endpoint to a client pod is an ordinary-looking pod → pod packet that must be tracked on the client's node to be de-NATed, so no \`notrack\` rule can single out pod → pod traffic safely (docs/agent.md).`,
     ];
