@@ -208,14 +208,41 @@ async function main(): Promise<void> {
 
   const log: CommandStat[] = [];
   const runner = timedRunner(spec, log);
-  const dp = spec.mode === 'nftables' ? new ProxyDataplane({ runner, conntrack: false }) : new IptablesProxyDataplane({ runner, conntrack: false });
+  // nftables: partial syncs go to the agent's long-running `nft -i` session, as in the agent.
+  const dp = spec.mode === 'nftables' ? new ProxyDataplane({ runner, conntrack: false, session: true }) : new IptablesProxyDataplane({ runner, conntrack: false });
+  /** utime + stime of a process in seconds (clock ticks of 10 ms), or undefined. */
+  const cpuOf = (pid: number | undefined): { u: number; s: number } | undefined => {
+    if (pid === undefined) return undefined;
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return { u: Number(f[11]) / 100, s: Number(f[12]) / 100 };
+    } catch {
+      return undefined;
+    }
+  };
 
   let translateMs = t2 - t1;
   const sync = async (label: string): Promise<void> => {
     log.length = 0;
     const cpu0 = process.cpuUsage();
+    const sessionPid = dp instanceof ProxyDataplane ? dp.sessionPid : undefined;
+    const s0 = cpuOf(sessionPid);
+    const t0 = performance.now();
     const r = await dp.sync(m.services, m.endpoints, m.node);
     const cpu = process.cpuUsage(cpu0);
+    // A transaction that went to the session shows up as no command in the runner's log.
+    const ran = 'applied' in r ? r.applied : true;
+    if (ran && dp instanceof ProxyDataplane && !log.some((c) => / -f -$/.test(c.cmd)) && dp.sessionPid !== undefined) {
+      const before = dp.sessionPid === sessionPid ? s0 : { u: 0, s: 0 };
+      const after = cpuOf(dp.sessionPid);
+      log.push({
+        cmd: 'nft -i (session)',
+        ms: performance.now() - t0,
+        inputBytes: 0,
+        outputBytes: 0,
+        ...(before && after ? { userS: after.u - before.u, sysS: after.s - before.s } : {}),
+      });
+    }
     if (!r.ok) throw new Error(`${label}: ${r.problems.map((p) => p.message.slice(0, 400)).join('; ')}`);
     const lines = 'lines' in r.counts ? r.counts.lines : 0;
     emit({
@@ -257,6 +284,7 @@ async function main(): Promise<void> {
     await sync('resync');
   }
   const cpu = process.cpuUsage();
+  if (dp instanceof ProxyDataplane) dp.close();
   emit({ event: 'done', maxRssKB: process.resourceUsage().maxRSS, rssMB: rssMB(), cpuMs: (cpu.user + cpu.system) / 1000 });
 }
 

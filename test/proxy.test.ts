@@ -16,7 +16,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { type Runner, run } from '../src/kernel/index.ts';
+import { NftSession, type Runner, run } from '../src/kernel/index.ts';
 import type { EndpointSlice, Service } from '../src/datastore/types.ts';
 import {
   FakeNft,
@@ -205,6 +205,8 @@ async function makeBed(label: string): Promise<Bed> {
 interface Proxy {
   sync(m: ReturnType<typeof model>): Promise<{ ok: boolean; problems: unknown[]; conntrack: { commands: number; failed: number } }>;
   remove(): Promise<unknown[]>;
+  /** Ends helper processes (the nft session) even when the test failed before remove(). */
+  close(): void;
 }
 
 const MODES: Array<[string, (node: Netns) => Proxy]> = [
@@ -212,14 +214,14 @@ const MODES: Array<[string, (node: Netns) => Proxy]> = [
     'nftables',
     (node) => {
       const dp = new ProxyDataplane({ netns: node.path });
-      return { sync: (m) => dp.sync(m.services, m.endpoints, m.node), remove: () => dp.remove() };
+      return { sync: (m) => dp.sync(m.services, m.endpoints, m.node), remove: () => dp.remove(), close: () => dp.close() };
     },
   ],
   [
     'iptables',
     (node) => {
       const dp = new IptablesProxyDataplane({ netns: node.path });
-      return { sync: (m) => dp.sync(m.services, m.endpoints, m.node), remove: () => dp.remove() };
+      return { sync: (m) => dp.sync(m.services, m.endpoints, m.node), remove: () => dp.remove(), close: () => undefined };
     },
   ],
 ];
@@ -238,9 +240,10 @@ describe('service proxy in namespaces', { skip, concurrency: false }, () => {
   for (const [mode, makeProxy] of MODES) {
     test(`${mode}: ClusterIP, NodePort, reject, hairpin, re-sync without an endpoint, UDP conntrack cleanup`, async () => {
       const b = await makeBed(`px${mode.slice(0, 3)}`);
+      let proxy: Proxy | undefined;
       try {
         const { node, p1, p3 } = b;
-        const proxy = makeProxy(node);
+        proxy = makeProxy(node);
         const first = await proxy.sync(model(true));
         assert.equal(first.ok, true, JSON.stringify(first.problems));
 
@@ -302,10 +305,40 @@ describe('service proxy in namespaces', { skip, concurrency: false }, () => {
         const [gone] = await tries(p3, 'tcp', '10.96.0.99', 80, 1);
         assert.equal(gone!.err, 'TIMEOUT');
       } finally {
+        proxy?.close();
         await b.bed.cleanup();
       }
     });
   }
+
+  test('nft session: one line is one atomic transaction; a failing one changes nothing and says why; a dead nft is replaced', async () => {
+    const bed = new TestBed('pxs');
+    const node = await bed.netns('node');
+    const session = new NftSession({ netns: node.path });
+    try {
+      await session.run('add table ip podnet-sess\nadd chain ip podnet-sess a\nadd set ip podnet-sess s { type ipv4_addr ; }\n');
+      await session.run('add element ip podnet-sess s { 10.0.0.1 }\n');
+      // The second command fails (no such chain): the first must not be applied either.
+      await assert.rejects(session.run('add element ip podnet-sess s { 10.0.0.2 }\nadd rule ip podnet-sess nosuch accept\n'), (err: Error) => {
+        assert.match(err.message, /No such file or directory/);
+        return true;
+      });
+      const listed = (await node.exec('nft', ['list', 'set', 'ip', 'podnet-sess', 's'])).stdout;
+      assert.match(listed, /10\.0\.0\.1/);
+      assert.doesNotMatch(listed, /10\.0\.0\.2/);
+      // After a failure the session goes on; after its nft is killed, a new one takes over.
+      await session.run('add element ip podnet-sess s { 10.0.0.3 }\n');
+      const pid = session.pid!;
+      process.kill(pid, 'SIGKILL');
+      await new Promise((r) => setTimeout(r, 100));
+      await session.run('add element ip podnet-sess s { 10.0.0.4 }\n');
+      assert.notEqual(session.pid, pid);
+      assert.match((await node.exec('nft', ['list', 'set', 'ip', 'podnet-sess', 's'])).stdout, /10\.0\.0\.3,\s+10\.0\.0\.4 \}/);
+    } finally {
+      session.close();
+      await bed.cleanup();
+    }
+  });
 
   test('nftables: the kernel accepts every transaction the planner writes, and holds what the fake holds', async () => {
     const bed = new TestBed('pxk');

@@ -199,6 +199,7 @@ export async function startServiceAgent(ds: Datastore, o: ServiceAgentOptions, l
       clearInterval(periodic);
       clearTimeout(timer);
       for (const e of hcServers.values()) e.server.close();
+      if (proxy instanceof ProxyDataplane) proxy.close();
     },
     { once: true },
   );

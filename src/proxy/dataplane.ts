@@ -22,7 +22,7 @@
  * tests pass `netns` (a path) and every command goes through nsenter.
  */
 import { describe as describeError } from '../errors/index.ts';
-import { CommandError, type Runner, run as defaultRun } from '../kernel/index.ts';
+import { CommandError, NftSession, type Runner, run as defaultRun } from '../kernel/index.ts';
 import { planConntrackCleanup } from './conntrack.ts';
 import { type IptablesPlan, iptablesJumps, parseSaveChains, planIptables } from './iptables.ts';
 import { IPT_PREFIX } from './names.ts';
@@ -43,7 +43,16 @@ export interface ProxyDataplaneOptions {
   conntrack?: boolean;
   /** How policy chains pick an endpoint (nftables only; see NftPlanOptions). */
   dispatch?: 'rules' | 'vmap';
+  /**
+   * Send partial syncs to a long-running `nft -i` (NftSession) instead of a new `nft -f -`
+   * each: at 10,000 services a one-endpoint change takes ~10 ms instead of ~30. Default: on
+   * unless a `runner` is given (unit tests drive a fake nft through the runner). Transactions
+   * over 1 MB always go to `nft -f -`.
+   */
+  session?: boolean;
 }
+
+const SESSION_MAX_BYTES = 1 << 20;
 
 export interface SyncTimings {
   /** Change tracking, planning and rendering. */
@@ -136,6 +145,7 @@ export class ProxyDataplane {
   private readonly cleanConntrack: boolean;
   private readonly planOpts: NftPlanOptions;
   private readonly tracker = new ServiceChangeTracker();
+  private readonly session: NftSession | undefined;
   private mirror: NftTableMirror | undefined;
   private needFull = true;
   private lastFull = -Infinity;
@@ -151,6 +161,17 @@ export class ProxyDataplane {
     this.now = opts.now ?? (() => performance.now());
     this.cleanConntrack = opts.conntrack ?? true;
     this.planOpts = opts.dispatch ? { dispatch: opts.dispatch } : {};
+    if (opts.session ?? opts.runner === undefined) this.session = new NftSession(this.netns !== undefined ? { netns: this.netns } : {});
+  }
+
+  /** The PID of the nft session's process while one runs (benchmarks read its CPU time). */
+  get sessionPid(): number | undefined {
+    return this.session?.pid;
+  }
+
+  /** Ends the nft session's process, if any (the agent calls it on shutdown). */
+  close(): void {
+    this.session?.close();
   }
 
   /** Whether the next sync will be a full one. */
@@ -233,7 +254,8 @@ export class ProxyDataplane {
     let applied = false;
     if (rendered.script !== '') {
       try {
-        await this.run('nft', ['-f', '-'], rendered.script);
+        if (!full && this.session && rendered.script.length <= SESSION_MAX_BYTES) await this.session.run(rendered.script);
+        else await this.run('nft', ['-f', '-'], rendered.script);
         applied = true;
       } catch (err) {
         this.needFull = true;
@@ -283,6 +305,7 @@ export class ProxyDataplane {
   }
 
   private async removeNow(): Promise<ProxyProblem[]> {
+    this.session?.close();
     const problems = await removeProxyTable({ ...(this.netns !== undefined ? { netns: this.netns } : {}), runner: this.runner, family: this.family });
     this.mirror = undefined;
     this.tracker.reset();
