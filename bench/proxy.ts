@@ -79,7 +79,7 @@ function plan(quick: boolean): { sync: SyncCase[]; latency: LatencyCase[]; skipp
   ];
   if (!quick) {
     sync.push(
-      { mode: 'nftables', services: LARGE, changes: 3, resync: true, capS: 300 },
+      { mode: 'nftables', services: LARGE, changes: 7, resync: true, capS: 300 },
       { mode: 'iptables-legacy', services: LARGE, changes: 0, resync: false, capS: 120 },
       { mode: 'iptables', services: LARGE, changes: 0, resync: false, capS: 45 },
     );

@@ -82,6 +82,15 @@ export class NftSession {
     return next;
   }
 
+  /**
+   * Starts nft if it is not running and has it read the ruleset's chains once, in the
+   * background, so that the next transaction does not pay for the process start and a cold
+   * cache (the proxy calls it after a full sync). Errors are ignored: run() reports its own.
+   */
+  warm(family: 'ip' | 'ip6'): void {
+    void this.queued(`list chains ${family}`).catch(() => undefined);
+  }
+
   /** Ends the nft process (it exits when its input ends); a later run() starts a new one. */
   close(): void {
     const child = this.child;
@@ -137,8 +146,17 @@ export class NftSession {
     else p.resolve({ stdout: '', stderr: cut.before });
   }
 
+  private queued(line: string): Promise<RunResult> {
+    const next = this.queue.then(() => this.send(line));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
   private runNow(script: string): Promise<RunResult> {
-    const line = joinTransaction(script);
+    return this.send(joinTransaction(script));
+  }
+
+  private send(line: string): Promise<RunResult> {
     if (line === '') return Promise.resolve({ stdout: '', stderr: '' });
     if (!this.child) this.child = this.spawnChild();
     const child = this.child;

@@ -277,7 +277,10 @@ export class ProxyDataplane {
     this.mirror = mirror;
     this.needFull = false;
     this.nodeKey = nodeKey;
-    if (full) this.lastFull = t0;
+    if (full) {
+      this.lastFull = t0;
+      this.session?.warm(nftFamily(node.family));
+    }
     let conntrack = { commands: 0, failed: 0 };
     if (this.cleanConntrack && this.started) {
       const cmds = planConntrackCleanup(changes);

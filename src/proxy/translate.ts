@@ -226,6 +226,11 @@ interface CachedService {
 export class Translator {
   readonly node: NodeContext;
   private cache = new WeakMap<Service, CachedService>();
+  /** The service each slice belongs to (`namespace/name`), or '' without the label. */
+  private sliceOwner = new WeakMap<EndpointSlice, string>();
+  /** The last input and its order by name: an unchanged list (the same objects) is not sorted again. */
+  private lastInput: readonly Service[] = [];
+  private lastSorted: ReadonlyArray<readonly [string, Service]> = [];
 
   constructor(nodeName: string, nodeIPs: readonly string[], clusterCIDR: string) {
     this.node = nodeContext(nodeName, nodeIPs, clusterCIDR);
@@ -236,17 +241,27 @@ export class Translator {
     const problems: string[] = [];
     const byService = new Map<string, EndpointSlice[]>();
     for (const s of endpointSlices) {
-      const svcName = s.metadata.labels?.[SERVICE_NAME_LABEL];
-      if (!svcName) continue;
-      const k = `${s.metadata.namespace ?? 'default'}/${svcName}`;
+      let k = this.sliceOwner.get(s);
+      if (k === undefined) {
+        const svcName = s.metadata.labels?.[SERVICE_NAME_LABEL];
+        k = svcName ? `${s.metadata.namespace ?? 'default'}/${svcName}` : '';
+        this.sliceOwner.set(s, k);
+      }
+      if (k === '') continue;
       const list = byService.get(k);
       if (list) list.push(s);
       else byService.set(k, [s]);
     }
     const services = new Map<string, ServiceInfo>();
     const endpoints = new Map<string, EndpointInfo[]>();
-    const nameOf = (s: Service) => `${s.metadata.namespace ?? 'default'}/${s.metadata.name}`;
-    const sorted = serviceObjects.map((s) => [nameOf(s), s] as const).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    let sorted = this.lastSorted;
+    const same = serviceObjects.length === this.lastInput.length && serviceObjects.every((s, i) => s === this.lastInput[i]);
+    if (!same) {
+      const nameOf = (s: Service) => `${s.metadata.namespace ?? 'default'}/${s.metadata.name}`;
+      sorted = serviceObjects.map((s) => [nameOf(s), s] as const).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      this.lastInput = serviceObjects.slice();
+      this.lastSorted = sorted;
+    }
     for (const [name, svc] of sorted) {
       const slices = byService.get(name) ?? [];
       let c = this.cache.get(svc);
