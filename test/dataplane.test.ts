@@ -133,6 +133,24 @@ async function txChecksumming(h: Host): Promise<string> {
   return /^tx-checksumming: (on|off)/m.exec((await h.node.exec('ethtool', ['-k', 'podnet.1'])).stdout)?.[1] ?? '?';
 }
 
+/** The node's connection tracking table (`conntrack -L`), one entry a line. */
+async function conntrack(h: Host): Promise<string> {
+  return (await h.node.exec('conntrack', ['-L'])).stdout;
+}
+
+/** Outer VXLAN packets in the table: UDP entries whose original direction goes to port 4789. */
+const outerEntries = (table: string): string[] => table.split('\n').filter((l) => /^udp\s.*?\bdport=4789\b/.test(l));
+
+/** Whether the table tracks the TCP connection from one pod to another's port. */
+const podFlowTracked = (table: string, from: Host, to: Host, port: number): boolean =>
+  new RegExp(`^tcp\\s.*?src=${from.podIP.replaceAll('.', '\\.')} dst=${to.podIP.replaceAll('.', '\\.')} sport=\\d+ dport=${port}\\b`, 'm').test(table);
+
+const notrackRules = async (h: Host): Promise<string[]> =>
+  (await h.node.exec('nft', ['list', 'table', 'inet', 'podnet'])).stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.endsWith(' notrack'));
+
 const podnetRoutes = (h: Host) => json<Array<{ dst: string; gateway: string; dev: string; flags: string[] }>>(h.node, 'ip', ['-j', 'route', 'show', 'proto', '112']);
 
 let rootLinks = '';
@@ -255,6 +273,38 @@ describe('agent data plane in namespaces', { skip, concurrency: false }, () => {
       for (const r of await applyAll(hosts, 'vxlan')) assert.equal(r.writes, 0, 'a second apply writes nothing');
     });
 
+    test('vxlan: the outer UDP packets are not connection-tracked, the pod flows are; a hand-deleted notrack chain comes back', async () => {
+      const [h1, h2] = [hosts[0]!, hosts[1]!];
+      assert.deepEqual(await notrackRules(h1), [
+        'ip daddr 192.168.1.11 udp dport 4789 ip saddr { 192.168.1.12, 192.168.1.13 } notrack',
+        'ip saddr 192.168.1.11 udp dport 4789 ip daddr { 192.168.1.12, 192.168.1.13 } notrack',
+      ]);
+      // Without the chains (deleted by hand), the outer packets are tracked: what the check
+      // below would see if the rules did not work.
+      for (const h of [h1, h2]) {
+        await h.node.exec('nft', ['-f', '-'], { input: 'delete chain inet podnet vxlan-notrack-in\ndelete chain inet podnet vxlan-notrack-out\n' });
+        await h.node.exec('conntrack', ['-F']);
+      }
+      assert.equal(await sourceSeen(bed, h1.pod, h2.pod, h2.podIP, 7150), h1.podIP);
+      assert.ok(outerEntries(await conntrack(h1)).length > 0, 'without the notrack chains, node1 tracks the outer packets');
+      assert.ok(outerEntries(await conntrack(h2)).length > 0, 'without the notrack chains, node2 tracks the outer packets');
+      // Drift repair: the next apply writes both chains back, in one nft transaction.
+      for (const h of [h1, h2]) {
+        const r = await h.dp.apply(specFor(h, hosts, 'vxlan'));
+        assert.deepEqual([r.notrack, r.masq, r.writes, r.errors], ['write', 'unchanged', 1, []]);
+        assert.equal((await notrackRules(h)).length, 2);
+        await h.node.exec('conntrack', ['-F']);
+      }
+      assert.equal(await sourceSeen(bed, h1.pod, h2.pod, h2.podIP, 7151), h1.podIP);
+      assert.equal(await sourceSeen(bed, h2.pod, h1.pod, h1.podIP, 7152), h2.podIP);
+      for (const h of [h1, h2]) {
+        const table = await conntrack(h);
+        assert.deepEqual(outerEntries(table), [], `${h.spec.name} tracks no outer VXLAN packet`);
+        assert.ok(podFlowTracked(table, h1, h2, 7151), `${h.spec.name} tracks the pod flow node1 → node2:\n${table}`);
+        assert.ok(podFlowTracked(table, h2, h1, 7152), `${h.spec.name} tracks the pod flow node2 → node1:\n${table}`);
+      }
+    });
+
     test('a hand-deleted FDB entry and neighbour entry are restored by the next apply', async () => {
       const [h1, h2] = [hosts[0]!, hosts[1]!];
       await h1.node.exec('bridge', ['fdb', 'del', vtepMac('node2'), 'dev', 'podnet.1', 'dst', '192.168.1.12', 'self']);
@@ -281,10 +331,12 @@ describe('agent data plane in namespaces', { skip, concurrency: false }, () => {
     test('back to host-gw: the VXLAN device goes, host routes come back', async () => {
       for (const r of await applyAll(hosts, 'host-gw')) {
         assert.equal(r.device, 'deleted');
+        assert.equal(r.notrack, 'remove');
         assert.deepEqual(r.routes, { added: 2, changed: 0, removed: 0 });
         assert.equal(r.podMTU, 1500);
       }
       assert.ok(!(await hosts[0]!.node.exec('ip', ['-br', 'link'])).stdout.includes('podnet.1'));
+      assert.deepEqual(await notrackRules(hosts[0]!), [], 'host-gw has no notrack chains');
       await assertPodMesh(bed, hosts.slice(0, 2), 7180);
     });
   });
@@ -350,7 +402,20 @@ describe('agent data plane in namespaces', { skip, concurrency: false }, () => {
         assert.equal(r.device, 'created');
       }
       for (const h of hosts) assert.equal(await txChecksumming(h), 'off');
+      assert.deepEqual(await notrackRules(hosts[1]!), [
+        'ip daddr 192.168.2.12 udp dport 4789 ip saddr { 192.168.1.11, 192.168.1.13 } notrack',
+        'ip saddr 192.168.2.12 udp dport 4789 ip daddr { 192.168.1.11, 192.168.1.13 } notrack',
+      ]);
+      for (const h of hosts) await h.node.exec('conntrack', ['-F']);
       await assertPodMesh(bed, hosts, 7210);
+      // Ports 7210-7215 in the order assertPodMesh uses them: 1→2, 1→3, 2→1, 2→3, 3→1, 3→2.
+      const [h1, h2] = [hosts[0]!, hosts[1]!];
+      for (const h of hosts) {
+        const table = await conntrack(h);
+        assert.deepEqual(outerEntries(table), [], `${h.spec.name} tracks no outer VXLAN packet`);
+      }
+      assert.ok(podFlowTracked(await conntrack(h2), h1, h2, 7210), 'node2 (behind the router) tracks the pod flow from node1');
+      assert.ok(podFlowTracked(await conntrack(h1), h2, h1, 7212), 'node1 tracks the pod flow from node2');
     });
 
     test('an agent restarted with offload on turns it back on; one restarted with off turns it off again', async () => {

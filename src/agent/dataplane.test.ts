@@ -1,10 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CommandError, type RunOptions, type Runner } from '../kernel/index.ts';
-import { Dataplane, batchFailures } from './dataplane.ts';
-import { planEgressMasq } from './masq.ts';
-import { parseSubnet } from '../netaddr/index.ts';
-import type { DataplaneSpec } from './types.ts';
+import { Dataplane, batchFailures, planNode, tableChains } from './dataplane.ts';
+import type { DataplaneSpec, DesiredState } from './types.ts';
 import { vtepMac } from './vxlan.ts';
 
 const spec = (backend: 'host-gw' | 'vxlan'): DataplaneSpec => ({
@@ -16,7 +14,14 @@ const spec = (backend: 'host-gw' | 'vxlan'): DataplaneSpec => ({
 });
 
 const ETH0 = JSON.stringify([{ ifname: 'eth0', mtu: 1500, flags: ['UP'], addr_info: [{ family: 'inet', local: '192.168.1.11', prefixlen: 24, scope: 'global' }] }]);
-const MASQ = `table inet podnet {\n\tchain egress-masq {\n${planEgressMasq(parseSubnet('10.244.0.0/16')).listing.map((l) => `\t\t${l}`).join('\n')}\n\t}\n}\n`;
+/** `nft list table inet podnet` as a plan leaves it: the masquerade chain, and the notrack chains with vxlan. */
+function tableOf(d: DesiredState): string {
+  const chains = [...(d.masq ? [['egress-masq', d.masq.listing] as const] : []), ...Object.entries(d.notrack?.chains ?? {})];
+  return `table inet podnet {\n${chains.map(([name, lines]) => `\tchain ${name} {\n${lines.map((l) => `\t\t${l}`).join('\n')}\n\t}\n`).join('\n')}}\n`;
+}
+const underlay = { name: 'eth0', mtu: 1500, addresses: ['192.168.1.11/24'] };
+const TABLE_HG = tableOf(planNode(spec('host-gw'), underlay));
+const TABLE_VX = tableOf(planNode(spec('vxlan'), underlay));
 const DEVICE = JSON.stringify([
   {
     ifindex: 7,
@@ -61,7 +66,7 @@ const steadyVxlan = {
   'ip -d -j addr show type vxlan': DEVICE,
   'ip -j neigh show dev podnet.1': '[{"dst":"10.244.2.0","lladdr":"02:00:00:00:00:02","state":["PERMANENT"]}]',
   'bridge -j fdb show dev podnet.1': '[{"mac":"02:00:00:00:00:02","dst":"192.168.1.12","flags":["self"],"state":"permanent"}]',
-  'nft list chain inet podnet egress-masq': MASQ,
+  'nft list table inet podnet': TABLE_VX,
   'ethtool -K podnet.1 tx off': '',
 };
 const writes = (calls: Call[]) => calls.filter((c) => !/ (show|list) |^ethtool -k /.test(c.cmd)).map((c) => c.cmd);
@@ -98,7 +103,43 @@ describe('Dataplane (executor) against a fake kernel', () => {
     assert.deepEqual(r.fdb, { added: 1, changed: 0, removed: 0 });
     assert.deepEqual(r.neighs, { added: 1, changed: 0, removed: 0 });
     assert.equal(r.masq, 'write');
+    assert.equal(r.notrack, 'write');
     assert.equal(r.changed, true);
+    // The masquerade and both notrack chains in one transaction.
+    assert.match(calls.find((c) => c.cmd === 'nft -f -')!.input!, /chain inet podnet egress-masq[^]*chain inet podnet vxlan-notrack-in [^]*chain inet podnet vxlan-notrack-out /);
+  });
+
+  test('notrack chains: a hand-deleted one is rewritten, and host-gw removes them', async () => {
+    let table = TABLE_VX.replace(/\tchain vxlan-notrack-out \{[^}]*\}\n/, '');
+    const { runner, calls } = fake({ ...steadyVxlan, 'nft list table inet podnet': () => table, 'nft -f -': (input) => ((table = TABLE_VX), input ?? '') });
+    const dp = new Dataplane({ runner, vxlanTxChecksum: 'on' });
+    const r = await dp.apply(spec('vxlan'));
+    assert.equal(r.notrack, 'write');
+    assert.equal(r.masq, 'unchanged');
+    assert.deepEqual(writes(calls), ['nft -f -']);
+    assert.match(calls.find((c) => c.cmd === 'nft -f -')!.input!, /^add table inet podnet\nadd chain inet podnet vxlan-notrack-in /);
+    calls.length = 0;
+    const again = await dp.apply(spec('vxlan'));
+    assert.deepEqual([again.writes, again.notrack, again.changed], [0, 'unchanged', false]);
+    const { runner: r2, calls: c2 } = fake({ ...reads, 'ip -j -4 route show table main proto 112': steadyVxlan['ip -j -4 route show table main proto 112'], 'ip -d -j addr show type vxlan': DEVICE, 'nft list table inet podnet': TABLE_VX, 'ip -force -batch -': '', 'nft -f -': '' });
+    const hg = await new Dataplane({ runner: r2 }).apply(spec('host-gw'));
+    assert.equal(hg.notrack, 'remove');
+    assert.equal(c2.find((c) => c.cmd === 'nft -f -')!.input, 'delete chain inet podnet vxlan-notrack-in\ndelete chain inet podnet vxlan-notrack-out\n');
+  });
+
+  test('teardown deletes the masquerade and notrack chains in one transaction, then the empty table', async () => {
+    let table = TABLE_VX;
+    const { runner, calls } = fake({
+      'ip -d -j addr show type vxlan': '[]',
+      'ip -4 route flush table main proto 112': '',
+      'ip -6 route flush table main proto 112': '',
+      'nft list table inet podnet': () => table,
+      'nft -f -': (input) => ((table = 'table inet podnet {\n}\n'), input ?? ''),
+      'nft delete table inet podnet': '',
+    });
+    assert.deepEqual(await new Dataplane({ runner }).teardown(), []);
+    assert.equal(calls.find((c) => c.cmd === 'nft -f -')!.input, 'delete chain inet podnet egress-masq\ndelete chain inet podnet vxlan-notrack-in\ndelete chain inet podnet vxlan-notrack-out\n');
+    assert.ok(calls.some((c) => c.cmd === 'nft delete table inet podnet'));
   });
 
   test('without ethtool the error says so, and the rest is applied', async () => {
@@ -185,7 +226,7 @@ describe('Dataplane (executor) against a fake kernel', () => {
   test('a lasting plan problem is new once; it is new again when it changes or comes back', async () => {
     const behind = { name: 'node3', nodeIP: '192.168.2.13', subnet: '10.244.3.0/24' };
     const s = { ...spec('host-gw'), peers: [...spec('host-gw').peers, behind] };
-    const { runner } = fake({ ...reads, 'nft list chain inet podnet egress-masq': MASQ, 'ip -force -batch -': '' });
+    const { runner } = fake({ ...reads, 'nft list table inet podnet': TABLE_HG, 'ip -force -batch -': '' });
     const dp = new Dataplane({ runner });
     const codes = (r: { newErrors: Array<{ code: string; peer?: string }> }) => r.newErrors.map((e) => `${e.code} ${e.peer}`);
     const first = await dp.apply(s);
@@ -207,7 +248,7 @@ describe('Dataplane (executor) against a fake kernel', () => {
   });
 
   test('a missing underlay leaves routes alone and is reported', async () => {
-    const { runner, calls } = fake({ ...reads, 'ip -j addr show dev eth0': '', 'nft list chain inet podnet egress-masq': MASQ });
+    const { runner, calls } = fake({ ...reads, 'ip -j addr show dev eth0': '', 'nft list table inet podnet': TABLE_HG });
     const wrapped: Runner = async (file, args, opts) => {
       if (args.join(' ') === '-j addr show dev eth0') throw new CommandError([file, ...args], 1, 'Device "eth0" does not exist.');
       return runner(file, args, opts);
@@ -221,7 +262,7 @@ describe('Dataplane (executor) against a fake kernel', () => {
     let routes = '[]';
     const { runner } = fake({
       ...reads,
-      'nft list chain inet podnet egress-masq': MASQ,
+      'nft list table inet podnet': TABLE_HG,
       'ip -j -4 route show table main proto 112': () => routes,
     });
     const wrapped: Runner = async (file, args, opts) => {
@@ -248,4 +289,33 @@ describe('batchFailures', () => {
     { name: 'says something when stderr is empty', stderr: '', want: ['ip -batch failed'] },
   ];
   for (const c of cases) test(c.name, () => assert.deepEqual(batchFailures('ip', ['a', 'b', 'c'], c.stderr), c.want));
+});
+
+describe('tableChains', () => {
+  test('splits `nft list table` into its chains; sets and quoted braces do not derail it', () => {
+    const listing = [
+      'table inet podnet {',
+      '\tset peers {',
+      '\t\ttype ipv4_addr',
+      '\t\telements = { 192.168.1.12,',
+      '\t\t\t     192.168.1.13 }',
+      '\t}',
+      '',
+      '\tchain egress-masq {',
+      '\t\ttype nat hook postrouting priority srcnat; policy accept;',
+      '\t\tip saddr { 10.0.0.1, 10.0.0.2 } accept comment "a } brace"',
+      '\t}',
+      '',
+      '\tchain "vxlan-notrack-in" {',
+      '\t\tudp dport 4789 notrack',
+      '\t}',
+      '}',
+      '',
+    ].join('\n');
+    const chains = tableChains(listing);
+    assert.deepEqual([...chains.keys()], ['egress-masq', 'vxlan-notrack-in']);
+    assert.equal(chains.get('egress-masq'), '\tchain egress-masq {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tip saddr { 10.0.0.1, 10.0.0.2 } accept comment "a } brace"\n\t}\n');
+    assert.equal(chains.get('vxlan-notrack-in'), '\tchain "vxlan-notrack-in" {\n\t\tudp dport 4789 notrack\n\t}\n');
+    assert.deepEqual([...tableChains('').keys()], []);
+  });
 });

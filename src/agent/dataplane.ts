@@ -2,8 +2,8 @@
  * The executor: the only code of the data plane that runs commands. One apply is
  *
  *   read     a handful of `-j` queries in parallel (underlay, podnet routes, VXLAN devices,
- *            neighbours, FDB, the masquerade chain)
- *   plan     planDataplane (pure)
+ *            neighbours, FDB, podnet's nft table: the masquerade and VXLAN notrack chains)
+ *   plan     planNode: planDataplane and the VXLAN notrack chains (pure)
  *   diff     diffDataplane (pure)
  *   write    at most one `ip -force -batch -`, one `ethtool`, one `bridge -force -batch -`
  *            and one `nft -f -`, and only those that have lines
@@ -32,13 +32,13 @@ import { release } from 'node:os';
 import { describe as describeError } from '../errors/index.ts';
 import { CommandError, type Runner, run as defaultRun } from '../kernel/index.ts';
 import { parsePrefix } from '../netaddr/index.ts';
-import { type Changes, type Counts, type DeviceAction, type MasqAction, PODNET_RT_PROTO, diffDataplane } from './diff.ts';
+import { type Changes, type Counts, type DeviceAction, type DiffOptions, type MasqAction, type NotrackAction, PODNET_RT_PROTO, diffDataplane } from './diff.ts';
 import { EGRESS_CHAIN, EGRESS_TABLE, chainBody } from './masq.ts';
 import { planDataplane } from './plan.ts';
 import { checkSpec } from './spec.ts';
 import { parseFdb, parseNeighs, parseRoutes, parseUnderlay, parseVxlanLinks } from './state.ts';
-import type { Backend, DataplaneError, DataplaneSpec, DesiredState, KernelState, TxChecksumDecision, TxChecksumMode } from './types.ts';
-import { decideTxChecksum, vxlanDeviceName } from './vxlan.ts';
+import type { Backend, DataplaneError, DataplaneSpec, DesiredState, KernelState, TxChecksumDecision, TxChecksumMode, Underlay } from './types.ts';
+import { NOTRACK_CHAINS, decideTxChecksum, planVxlanNotrack, vxlanDeviceName } from './vxlan.ts';
 
 export interface DataplaneOptions {
   /** Run every command in this network namespace (a path such as /var/run/netns/x); tests only. */
@@ -65,6 +65,8 @@ export interface ApplyResult {
   neighs: Counts;
   fdb: Counts;
   masq: MasqAction;
+  /** The VXLAN notrack chains (vxlan.ts). */
+  notrack: NotrackAction;
   /** Unreachable or invalid peers, failed commands: what to count. */
   errors: DataplaneError[];
   /** The errors the previous apply did not report (a lasting plan problem once): what to log. */
@@ -103,6 +105,57 @@ export function batchFailures(tool: string, lines: readonly string[], stderr: st
   return out.length ? out : [`${tool} -batch failed`];
 }
 
+/**
+ * The chains of an `nft list table` answer, by name, each as its own lines from `chain NAME {`
+ * to its closing brace (what masqMatches and notrackMatches compare, through chainBody).
+ * Braces are counted outside quoted strings, so sets and comments in other chains of the
+ * table cannot derail it.
+ */
+export function tableChains(listing: string): Map<string, string> {
+  const chains = new Map<string, string>();
+  let depth = 0;
+  let name: string | undefined;
+  let lines: string[] = [];
+  for (const line of listing.split('\n')) {
+    const start = depth === 1 ? /^\s*chain\s+"?([^"\s]+)"?\s*\{\s*$/.exec(line) : null;
+    if (start) {
+      name = start[1]!;
+      lines = [];
+    }
+    if (name !== undefined) lines.push(line);
+    const bare = line.replace(/"(?:[^"\\]|\\.)*"/g, '');
+    for (const ch of bare) {
+      if (ch === '{') depth++;
+      else if (ch === '}') depth--;
+    }
+    if (name !== undefined && depth <= 1) {
+      chains.set(name, lines.join('\n') + '\n');
+      name = undefined;
+    }
+  }
+  return chains;
+}
+
+/**
+ * Pure: the whole desired data plane of a node: planDataplane's plan, with the VXLAN notrack
+ * chains planned from its device and FDB entries (planVxlanNotrack).
+ */
+export function planNode(spec: DataplaneSpec, underlay: Underlay | undefined): DesiredState {
+  const desired = planDataplane(spec, underlay);
+  return { ...desired, notrack: planVxlanNotrack(desired.device, desired.fdb) };
+}
+
+/** The masquerade and notrack chains out of an `nft list table inet podnet` answer. */
+function agentChains(table: string | undefined): Pick<KernelState, 'masq' | 'notrack'> {
+  const chains = table === undefined ? new Map<string, string>() : tableChains(table);
+  const notrack: Record<string, string> = {};
+  for (const name of NOTRACK_CHAINS) {
+    const c = chains.get(name);
+    if (c !== undefined) notrack[name] = c;
+  }
+  return { masq: chains.get(EGRESS_CHAIN), notrack };
+}
+
 function sub(a: Counts, b: Counts): Counts {
   return { added: Math.max(0, a.added - b.added), changed: Math.max(0, a.changed - b.changed), removed: Math.max(0, a.removed - b.removed) };
 }
@@ -112,8 +165,11 @@ export class Dataplane {
   private readonly runner: Runner;
   private readonly proto: number;
   private readonly ethtool: string;
-  /** The masquerade script last written and the chain nft listed right after. */
-  private masqMemo: { script: string; listing: string | undefined } | undefined;
+  /**
+   * The masquerade and notrack scripts last written and the chains nft listed right after
+   * (accepted as matching even if this nft version prints them differently from the plan).
+   */
+  private nftMemo: { masq: string | undefined; notrack: string | undefined; listed: Pick<KernelState, 'masq' | 'notrack'> } | undefined;
   /** VXLAN devices whose TX checksum offload this process has set as decided. */
   private readonly txDone = new Set<string>();
   /** The plan's problems the previous apply reported, as keys. */
@@ -146,7 +202,11 @@ export class Dataplane {
     }
   }
 
-  /** Reads the kernel's side of the data plane: six queries, run side by side. */
+  /**
+   * Reads the kernel's side of the data plane: six queries, run side by side. podnet's nft
+   * table is read whole (one `nft list table`, not one `nft list chain` per chain): it holds
+   * only the agent's few chains (the service proxy has a table of its own).
+   */
   async read(spec: Pick<DataplaneSpec, 'underlayIface' | 'vni' | 'clusterCIDR' | 'backend'>): Promise<KernelState & { reads: number }> {
     const family = parsePrefix(spec.clusterCIDR, false).ip.family === 6 ? '-6' : '-4';
     const dev = vxlanDeviceName(spec.vni ?? 1);
@@ -158,13 +218,13 @@ export class Dataplane {
         throw err;
       },
     );
-    const [underlay, routes, links, neighs, fdb, masq] = await Promise.all([
+    const [underlay, routes, links, neighs, fdb, table] = await Promise.all([
       underlayP,
       this.run('ip', ['-j', family, 'route', 'show', 'table', 'main', 'proto', String(this.proto)]).then((r) => parseRoutes(r.stdout)),
       this.run('ip', ['-d', '-j', 'addr', 'show', 'type', 'vxlan']).then((r) => parseVxlanLinks(r.stdout)),
       wantsVxlan ? this.query('ip', ['-j', 'neigh', 'show', 'dev', dev]) : Promise.resolve(undefined),
       wantsVxlan ? this.query('bridge', ['-j', 'fdb', 'show', 'dev', dev]) : Promise.resolve(undefined),
-      this.query('nft', ['list', 'chain', 'inet', EGRESS_TABLE, EGRESS_CHAIN]),
+      this.query('nft', ['list', 'table', 'inet', EGRESS_TABLE]),
     ]);
     return {
       underlay,
@@ -172,7 +232,7 @@ export class Dataplane {
       devices: links,
       neighs: neighs === undefined ? [] : parseNeighs(neighs, dev),
       fdb: fdb === undefined ? [] : parseFdb(fdb, dev),
-      masq,
+      ...agentChains(table),
       reads: wantsVxlan ? 6 : 4,
     };
   }
@@ -195,6 +255,7 @@ export class Dataplane {
         neighs: { ...empty },
         fdb: { ...empty },
         masq: 'unchanged',
+        notrack: 'unchanged',
         errors: [failed],
         newErrors: [failed],
         reads: 6,
@@ -202,7 +263,7 @@ export class Dataplane {
         changed: false,
       };
     }
-    const desired = planDataplane(spec, state.underlay);
+    const desired = planNode(spec, state.underlay);
     const changes = this.diff(desired, state);
     const errors = [...desired.errors];
     let reads = state.reads;
@@ -235,19 +296,21 @@ export class Dataplane {
         errors.push(this.batchError('bridge', changes.bridge, err));
       }
     }
-    let masq = changes.masq;
+    let { masq, notrack } = changes;
     if (changes.nft !== undefined) {
       writes++;
       try {
         await this.run('nft', ['-f', '-'], changes.nft);
-        if (desired.masq) {
+        if (desired.masq || desired.notrack) {
           reads++;
-          this.masqMemo = { script: desired.masq.script, listing: await this.query('nft', ['list', 'chain', 'inet', EGRESS_TABLE, EGRESS_CHAIN]) };
+          const listed = agentChains(await this.query('nft', ['list', 'table', 'inet', EGRESS_TABLE]));
+          this.nftMemo = { masq: desired.masq?.script, notrack: desired.notrack?.script, listed };
         } else {
-          this.masqMemo = undefined;
+          this.nftMemo = undefined;
         }
       } catch (err) {
         masq = 'unchanged';
+        notrack = 'unchanged';
         errors.push({ code: 'PODNET_APPLY_FAILED', message: `nft: ${describeError(err)}` });
       }
     }
@@ -258,7 +321,7 @@ export class Dataplane {
       try {
         const after = await this.read(spec);
         reads += after.reads;
-        const left = this.diff(planDataplane(spec, after.underlay), after);
+        const left = this.diff(planNode(spec, after.underlay), after);
         routes = sub(routes, left.routes);
         neighs = sub(neighs, left.neighs);
         fdb = sub(fdb, left.fdb);
@@ -282,6 +345,7 @@ export class Dataplane {
       neighs,
       fdb,
       masq,
+      notrack,
       errors,
       newErrors,
       reads,
@@ -291,7 +355,9 @@ export class Dataplane {
         (device !== 'unchanged' && device !== 'none') ||
         changes.deletedDevices.length > 0 ||
         masq === 'write' ||
-        masq === 'remove',
+        masq === 'remove' ||
+        notrack === 'write' ||
+        notrack === 'remove',
     };
   }
 
@@ -334,9 +400,11 @@ export class Dataplane {
   }
 
   private diff(desired: DesiredState, state: KernelState): Changes {
-    const memo = this.masqMemo;
-    const masqListing = memo && desired.masq && memo.script === desired.masq.script ? memo.listing : undefined;
-    return diffDataplane(desired, state, masqListing === undefined ? { proto: this.proto } : { proto: this.proto, masqListing });
+    const memo = this.nftMemo;
+    const opts: DiffOptions = { proto: this.proto };
+    if (memo && desired.masq && memo.masq === desired.masq.script && memo.listed.masq !== undefined) opts.masqListing = memo.listed.masq;
+    if (memo && desired.notrack && memo.notrack === desired.notrack.script) opts.notrackListing = memo.listed.notrack;
+    return diffDataplane(desired, state, opts);
   }
 
   private batchError(tool: string, lines: readonly string[], err: unknown): DataplaneError {
@@ -347,8 +415,8 @@ export class Dataplane {
 
   /**
    * Removes everything podnet's data plane made: its VXLAN devices (with their neighbour and
-   * FDB entries), its routes, and its masquerade chain (and the `inet podnet` table when
-   * nothing else is left in it). Safe to repeat.
+   * FDB entries), its routes, its masquerade and VXLAN notrack chains (and the `inet podnet`
+   * table when nothing else is left in it). Safe to repeat.
    */
   async teardown(): Promise<DataplaneError[]> {
     const errors: DataplaneError[] = [];
@@ -366,14 +434,16 @@ export class Dataplane {
     for (const fam of ['-4', '-6']) {
       await attempt(`routes (${fam})`, () => this.run('ip', [fam, 'route', 'flush', 'table', 'main', 'proto', String(this.proto)]));
     }
-    await attempt('masquerade', async () => {
-      if ((await this.query('nft', ['list', 'chain', 'inet', EGRESS_TABLE, EGRESS_CHAIN])) !== undefined) {
-        await this.run('nft', ['delete', 'chain', 'inet', EGRESS_TABLE, EGRESS_CHAIN]);
-      }
+    await attempt('masquerade and notrack chains', async () => {
+      const listing = await this.query('nft', ['list', 'table', 'inet', EGRESS_TABLE]);
+      if (listing === undefined) return;
+      const chains = tableChains(listing);
+      const ours = [EGRESS_CHAIN, ...NOTRACK_CHAINS].filter((name) => chains.has(name));
+      if (ours.length) await this.run('nft', ['-f', '-'], ours.map((name) => `delete chain inet ${EGRESS_TABLE} ${name}\n`).join(''));
       const table = await this.query('nft', ['list', 'table', 'inet', EGRESS_TABLE]);
       if (table !== undefined && chainBody(table).length === 0) await this.run('nft', ['delete', 'table', 'inet', EGRESS_TABLE]);
     });
-    this.masqMemo = undefined;
+    this.nftMemo = undefined;
     this.txDone.clear();
     this.reported.clear();
     return errors;

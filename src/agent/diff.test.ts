@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { diffDataplane, isEmpty } from './diff.ts';
+import { planNode } from './dataplane.ts';
+import { diffDataplane, isEmpty, notrackMatches } from './diff.ts';
 import { planDataplane } from './plan.ts';
 import type { DataplaneSpec, DesiredState, KernelState, NodeSpec, Underlay, VxlanLink } from './types.ts';
 import { vtepMac } from './vxlan.ts';
@@ -21,7 +22,9 @@ const MAC1 = vtepMac('node1');
 /** The kernel exactly as a plan leaves it (what a read after a successful apply returns). */
 function applied(d: DesiredState): KernelState {
   const dev = d.device;
-  const listing = d.masq ? `table inet podnet {\n\tchain egress-masq {\n${d.masq.listing.map((l) => `\t\t${l}`).join('\n')}\n\t}\n}\n` : undefined;
+  const chain = (name: string, lines: string[]) => `\tchain ${name} {\n${lines.map((l) => `\t\t${l}`).join('\n')}\n\t}\n`;
+  const listing = d.masq ? chain('egress-masq', d.masq.listing) : undefined;
+  const notrack = Object.fromEntries(Object.entries(d.notrack?.chains ?? {}).map(([name, lines]) => [name, chain(name, lines)]));
   return {
     underlay: eth0,
     routes: d.routes,
@@ -31,10 +34,11 @@ function applied(d: DesiredState): KernelState {
     neighs: d.neighs,
     fdb: d.fdb,
     masq: listing,
+    notrack,
   };
 }
 
-const empty: KernelState = { underlay: eth0, routes: [], devices: [], neighs: [], fdb: [], masq: undefined };
+const empty: KernelState = { underlay: eth0, routes: [], devices: [], neighs: [], fdb: [], masq: undefined, notrack: {} };
 const link = (over: Partial<VxlanLink> = {}): VxlanLink => ({
   name: 'podnet.1',
   ifindex: 7,
@@ -219,5 +223,64 @@ describe('diffDataplane', () => {
 
   test('another route protocol number can be used', () => {
     assert.deepEqual(diffDataplane(hostgw, { ...empty, masq: applied(hostgw).masq }, { proto: 200 }).ip[0], 'route replace 10.244.2.0/24 via 192.168.1.12 dev eth0 proto 200');
+  });
+
+  describe('the VXLAN notrack chains', () => {
+    const vx = planNode(spec('vxlan'), eth0);
+    const hg = planNode(spec('host-gw'), eth0);
+    const IN = 'vxlan-notrack-in';
+    const OUT = 'vxlan-notrack-out';
+    const cases: Array<{ name: string; desired: DesiredState; current: KernelState; notrack: string; nft: RegExp | undefined }> = [
+      { name: 'vxlan on an empty node: written with the masquerade, in one script', desired: vx, current: empty, notrack: 'write', nft: /egress-masq[^]*add chain inet podnet vxlan-notrack-in[^]*vxlan-notrack-out/ },
+      { name: 'vxlan with nothing changed: nothing', desired: vx, current: applied(vx), notrack: 'unchanged', nft: undefined },
+      {
+        name: 'a hand-deleted chain: both rewritten, the masquerade left alone',
+        desired: vx,
+        current: { ...applied(vx), notrack: { [IN]: applied(vx).notrack[IN]! } },
+        notrack: 'write',
+        nft: /^add table inet podnet\nadd chain inet podnet vxlan-notrack-in [^]*flush chain inet podnet vxlan-notrack-out\n[^]*$/,
+      },
+      {
+        name: 'a hand-edited rule: rewritten',
+        desired: vx,
+        current: { ...applied(vx), notrack: { ...applied(vx).notrack, [OUT]: `\tchain ${OUT} {\n\t\ttype filter hook output priority raw; policy accept;\n\t\tudp dport 4789 notrack\n\t}\n` } },
+        notrack: 'write',
+        nft: /flush chain inet podnet vxlan-notrack-out/,
+      },
+      {
+        name: 'a new peer: rewritten with it',
+        desired: planNode(spec('vxlan', [node2, node3, { name: 'node4', nodeIP: '192.168.1.14', subnet: '10.244.4.0/24' }]), eth0),
+        current: applied(vx),
+        notrack: 'write',
+        nft: /ip daddr 192\.168\.1\.11 udp dport 4789 ip saddr \{ 192\.168\.1\.12, 192\.168\.1\.13, 192\.168\.1\.14 \} notrack/,
+      },
+      { name: 'vxlan to host-gw: both removed', desired: hg, current: { ...applied(vx), masq: applied(hg).masq }, notrack: 'remove', nft: /^delete chain inet podnet vxlan-notrack-in\ndelete chain inet podnet vxlan-notrack-out\n$/ },
+      { name: 'only the chain that is there is removed', desired: hg, current: { ...applied(hg), notrack: { [OUT]: applied(vx).notrack[OUT]! } }, notrack: 'remove', nft: /^delete chain inet podnet vxlan-notrack-out\n$/ },
+      { name: 'the last peer left: removed', desired: planNode(spec('vxlan', []), eth0), current: applied(vx), notrack: 'remove', nft: /delete chain inet podnet vxlan-notrack-in/ },
+      { name: 'host-gw: none wanted, none there', desired: hg, current: applied(hg), notrack: 'none', nft: undefined },
+      { name: 'an unknown underlay: left as they are', desired: planNode(spec('vxlan'), undefined), current: { ...applied(vx), underlay: undefined }, notrack: 'unchanged', nft: undefined },
+    ];
+    for (const c of cases) {
+      test(c.name, () => {
+        const ch = diffDataplane(c.desired, c.current);
+        assert.equal(ch.notrack, c.notrack);
+        if (c.nft === undefined) assert.equal(ch.nft, undefined);
+        else assert.match(ch.nft ?? '', c.nft);
+      });
+    }
+
+    test('planned chains match their listing; extra or missing ones do not', () => {
+      const plan = vx.notrack!;
+      assert.ok(notrackMatches(plan, applied(vx).notrack));
+      assert.ok(!notrackMatches(plan, {}));
+      assert.ok(!notrackMatches(plan, { [IN]: applied(vx).notrack[IN]! }));
+    });
+
+    test('chains listed differently are accepted when the executor saw them right after writing', () => {
+      const odd = { [IN]: `\tchain ${IN} {\n\t\tsome other spelling\n\t}\n`, [OUT]: applied(vx).notrack[OUT]! };
+      const current = { ...applied(vx), notrack: odd };
+      assert.equal(diffDataplane(vx, current).notrack, 'write');
+      assert.equal(diffDataplane(vx, current, { notrackListing: { ...odd } }).notrack, 'unchanged');
+    });
   });
 });

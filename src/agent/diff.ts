@@ -6,14 +6,17 @@
  * Ownership is how stale entries are found without a state file: routes carry podnet's own
  * route protocol number, VXLAN devices are named podnet.<vni>, neighbour and FDB entries are
  * read from those devices only, and the masquerade lives in its own nft chain. Whatever the
- * kernel has there that the plan does not is podnet's leftover, and is removed.
+ * kernel has there that the plan does not is podnet's leftover, and is removed. The same goes
+ * for the VXLAN notrack chains (vxlan.ts): written with the masquerade chain in one `nft -f`
+ * transaction, rewritten when they drifted, removed when the plan has none (host-gw).
  *
  * Entries are keyed by what the kernel keys them by (a route by destination, a neighbour by
  * address, an FDB entry by MAC), so a changed next hop or VTEP becomes one `replace`, never a
  * delete followed by an add that would leave a gap.
  */
-import { masqMatches, planEgressMasqRemoval } from './masq.ts';
-import type { DesiredState, FdbEntry, KernelState, NeighEntry, RouteEntry, VxlanDevice, VxlanLink } from './types.ts';
+import { chainBody, masqMatches, planEgressMasqRemoval } from './masq.ts';
+import type { DesiredState, FdbEntry, KernelState, NeighEntry, NotrackPlan, RouteEntry, VxlanDevice, VxlanLink } from './types.ts';
+import { planVxlanNotrackRemoval } from './vxlan.ts';
 
 /**
  * podnet's route protocol (rtm_protocol), so its routes can be told from everyone else's:
@@ -32,13 +35,15 @@ export interface Counts {
 
 export type DeviceAction = 'none' | 'unchanged' | 'created' | 'recreated' | 'updated' | 'deleted';
 export type MasqAction = 'write' | 'remove' | 'unchanged' | 'disabled';
+/** The VXLAN notrack chains: written, removed, left as they are, or none wanted and none there. */
+export type NotrackAction = 'write' | 'remove' | 'unchanged' | 'none';
 
 export interface Changes {
   /** Lines for `ip -batch -`, in order: links, addresses, neighbours, routes. */
   ip: string[];
   /** Lines for `bridge -batch -` (after the ip batch: the device must exist). */
   bridge: string[];
-  /** The `nft -f -` script, if the masquerade chain needs writing or removing. */
+  /** The `nft -f -` script, if the masquerade or the notrack chains need writing or removing. */
   nft: string | undefined;
   device: DeviceAction;
   /** The VXLAN device was made by this batch (its TX checksum offload needs turning off). */
@@ -49,6 +54,7 @@ export interface Changes {
   neighs: Counts;
   fdb: Counts;
   masq: MasqAction;
+  notrack: NotrackAction;
 }
 
 export interface DiffOptions {
@@ -58,6 +64,8 @@ export interface DiffOptions {
    * a match even when this nft version prints the chain differently from the plan.
    */
   masqListing?: string;
+  /** The same for the notrack chains: their listings right after writing this plan's script. */
+  notrackListing?: Record<string, string>;
 }
 
 const zero = (): Counts => ({ added: 0, changed: 0, removed: 0 });
@@ -104,6 +112,24 @@ export function vxlanAddLine(d: VxlanDevice): string {
   return `link add ${d.name} address ${d.mac} mtu ${d.mtu} type vxlan id ${d.vni} local ${d.local} dev ${d.dev} dstport ${d.port} nolearning`;
 }
 
+/** Whether the kernel's notrack chains are exactly the planned ones. */
+export function notrackMatches(plan: NotrackPlan, current: Record<string, string>): boolean {
+  const names = Object.keys(plan.chains);
+  if (Object.keys(current).length !== names.length) return false;
+  return names.every((name) => {
+    const listing = current[name];
+    const want = plan.chains[name]!;
+    if (listing === undefined) return false;
+    const body = chainBody(listing);
+    return body.length === want.length && body.every((l, i) => l === want[i]);
+  });
+}
+
+function sameListings(a: Record<string, string>, b: Record<string, string>): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
+}
+
 /** Pure: what to run to turn `current` into `desired`. */
 export function diffDataplane(desired: DesiredState, current: KernelState, opts: DiffOptions = {}): Changes {
   const proto = opts.proto ?? PODNET_RT_PROTO;
@@ -120,6 +146,7 @@ export function diffDataplane(desired: DesiredState, current: KernelState, opts:
     neighs: zero(),
     fdb: zero(),
     masq: 'unchanged',
+    notrack: 'unchanged',
   };
 
   if (!desired.hold) {
@@ -177,18 +204,38 @@ export function diffDataplane(desired: DesiredState, current: KernelState, opts:
     out.fdb = fdb.counts;
   }
 
+  const nft: string[] = [];
   if (desired.masq) {
     const accepted = opts.masqListing !== undefined && current.masq === opts.masqListing;
     if (!accepted && !masqMatches(desired.masq, current.masq)) {
-      out.nft = desired.masq.script;
+      nft.push(desired.masq.script);
       out.masq = 'write';
     }
   } else if (current.masq !== undefined) {
-    out.nft = planEgressMasqRemoval();
+    nft.push(planEgressMasqRemoval());
     out.masq = 'remove';
   } else {
     out.masq = 'disabled';
   }
+  // The notrack chains belong to the VXLAN device: left alone while the underlay (and so the
+  // device) is unknown, like the device itself.
+  if (!desired.hold) {
+    const present = Object.keys(current.notrack);
+    if (desired.notrack) {
+      const accepted = opts.notrackListing !== undefined && sameListings(current.notrack, opts.notrackListing);
+      if (!accepted && !notrackMatches(desired.notrack, current.notrack)) {
+        nft.push(desired.notrack.script);
+        out.notrack = 'write';
+      }
+    } else if (present.length) {
+      nft.push(planVxlanNotrackRemoval(present));
+      out.notrack = 'remove';
+    } else {
+      out.notrack = 'none';
+    }
+  }
+  // One script, so nft applies the masquerade and the notrack chains in one transaction.
+  if (nft.length) out.nft = nft.join('');
   return out;
 }
 

@@ -119,7 +119,19 @@ export interface MasqPlan {
   listing: string[];
 }
 
-/** The data plane as it should be: the output of planDataplane. */
+/**
+ * The raw-priority chains that keep the VXLAN *outer* packets (node ↔ node UDP to the VXLAN
+ * port) out of connection tracking; see planVxlanNotrack in vxlan.ts.
+ */
+export interface NotrackPlan {
+  table: string;
+  /** The `nft -f -` commands that (re)write both chains (add if missing, flush, refill). */
+  script: string;
+  /** Each chain as `nft list` prints it, one trimmed line each (header + rules), by name. */
+  chains: Record<string, string[]>;
+}
+
+/** The data plane as it should be: the output of planDataplane (plus `notrack`, see planNode). */
 export interface DesiredState {
   backend: Backend;
   /** The MTU pods should use (undefined when the underlay is unknown). */
@@ -135,6 +147,12 @@ export interface DesiredState {
   fdb: FdbEntry[];
   /** undefined: masquerade is turned off (the chain is removed). */
   masq: MasqPlan | undefined;
+  /**
+   * The VXLAN notrack chains (vxlan backend with at least one peer); undefined: none (they are
+   * removed). Planned from `device` and `fdb` by planVxlanNotrack; planNode (dataplane.ts)
+   * fills it in, planDataplane leaves it out.
+   */
+  notrack?: NotrackPlan | undefined;
   errors: DataplaneError[];
 }
 
@@ -167,6 +185,8 @@ export interface KernelState {
   neighs: NeighEntry[];
   /** FDB entries with a remote on the desired VXLAN device. */
   fdb: FdbEntry[];
-  /** `nft list chain` of the masquerade chain; undefined when it does not exist. */
+  /** The masquerade chain as `nft list` prints it; undefined when it does not exist. */
   masq: string | undefined;
+  /** podnet's VXLAN notrack chains as `nft list` prints them, by name (absent ones left out). */
+  notrack: Record<string, string>;
 }

@@ -1,8 +1,22 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { parseIP, sameIP } from '../netaddr/index.ts';
+import { planNode } from './dataplane.ts';
 import { checkSpec } from './spec.ts';
-import { decideTxChecksum, hasNatChecksumBug, isVxlanDeviceName, parseKernelRelease, planVxlan, vtepMac, vxlanDeviceName } from './vxlan.ts';
-import type { DataplaneSpec, NodeSpec, Underlay } from './types.ts';
+import {
+  NOTRACK_IN_CHAIN,
+  NOTRACK_OUT_CHAIN,
+  decideTxChecksum,
+  hasNatChecksumBug,
+  isVxlanDeviceName,
+  parseKernelRelease,
+  planVxlan,
+  planVxlanNotrack,
+  planVxlanNotrackRemoval,
+  vtepMac,
+  vxlanDeviceName,
+} from './vxlan.ts';
+import type { DataplaneSpec, FdbEntry, NodeSpec, NotrackPlan, Underlay, VxlanDevice } from './types.ts';
 
 const self: NodeSpec = { name: 'node1', nodeIP: '192.168.1.11', subnet: '10.244.1.0/24' };
 const eth0: Underlay = { name: 'eth0', mtu: 1500, addresses: ['192.168.1.11/24'] };
@@ -175,5 +189,107 @@ describe('TX checksum offload by kernel release (the NAT checksum bug, fixed by 
     assert.deepEqual(parseKernelRelease('6.18.44-fc-v669'), [6, 18, 44]);
     assert.deepEqual(parseKernelRelease('5.7'), [5, 7, 0]);
     assert.equal(parseKernelRelease('v5.7'), undefined);
+  });
+});
+
+describe('planVxlanNotrack: the outer VXLAN packets leave conntrack', () => {
+  const node = (i: number, ip: string): NodeSpec => ({ name: `node${i}`, nodeIP: ip, subnet: `10.244.${i}.0/24` });
+  const plan = (s: DataplaneSpec, u: Underlay | undefined): NotrackPlan | undefined => planNode(s, u).notrack;
+  const rules = (p: NotrackPlan | undefined) => (p ? [p.chains[NOTRACK_IN_CHAIN]!.slice(1), p.chains[NOTRACK_OUT_CHAIN]!.slice(1)] : undefined);
+  const cases: Array<{ name: string; spec: DataplaneSpec; underlay?: Underlay; rules: string[][] | undefined }> = [
+    { name: 'host-gw: none', spec: spec([node(2, '192.168.1.12')], { backend: 'host-gw' }), rules: undefined },
+    { name: 'vxlan without peers: none (no tunnel traffic)', spec: spec([]), rules: undefined },
+    {
+      name: 'vxlan, one peer: its address and ours, the VXLAN port, UDP',
+      spec: spec([node(2, '192.168.1.12')]),
+      rules: [['ip daddr 192.168.1.11 udp dport 4789 ip saddr 192.168.1.12 notrack'], ['ip saddr 192.168.1.11 udp dport 4789 ip daddr 192.168.1.12 notrack']],
+    },
+    {
+      name: 'vxlan, peers in any order and behind a router: one set, sorted by value as nft lists it',
+      spec: spec([node(4, '192.168.1.100'), node(2, '192.168.2.12'), node(3, '192.168.1.9')]),
+      rules: [
+        ['ip daddr 192.168.1.11 udp dport 4789 ip saddr { 192.168.1.9, 192.168.1.100, 192.168.2.12 } notrack'],
+        ['ip saddr 192.168.1.11 udp dport 4789 ip daddr { 192.168.1.9, 192.168.1.100, 192.168.2.12 } notrack'],
+      ],
+    },
+    {
+      name: 'the configured port (flannel\'s 8472)',
+      spec: spec([node(2, '192.168.1.12')], { port: 8472 }),
+      rules: [['ip daddr 192.168.1.11 udp dport 8472 ip saddr 192.168.1.12 notrack'], ['ip saddr 192.168.1.11 udp dport 8472 ip daddr 192.168.1.12 notrack']],
+    },
+    {
+      name: 'a peer the VXLAN plan leaves out (a clashing VTEP MAC) is left out here too',
+      spec: spec([node(2, '192.168.1.12'), { ...node(3, '192.168.1.13'), vtepMac: vtepMac('node2') }]),
+      rules: [['ip daddr 192.168.1.11 udp dport 4789 ip saddr 192.168.1.12 notrack'], ['ip saddr 192.168.1.11 udp dport 4789 ip daddr 192.168.1.12 notrack']],
+    },
+    { name: 'an unknown underlay: no device planned, so nothing (the diff leaves the chains alone)', spec: spec([node(2, '192.168.1.12')]), underlay: undefined, rules: undefined },
+  ];
+  for (const c of cases) test(c.name, () => assert.deepEqual(rules(plan(c.spec, 'underlay' in c ? c.underlay : eth0)), c.rules));
+
+  test('one transaction: the table if missing, each chain added, flushed and refilled, at raw priority', () => {
+    assert.equal(
+      plan(spec([node(2, '192.168.1.12')]), eth0)!.script,
+      [
+        'add table inet podnet',
+        'add chain inet podnet vxlan-notrack-in { type filter hook prerouting priority raw; policy accept; }',
+        'flush chain inet podnet vxlan-notrack-in',
+        'add rule inet podnet vxlan-notrack-in ip daddr 192.168.1.11 udp dport 4789 ip saddr 192.168.1.12 notrack',
+        'add chain inet podnet vxlan-notrack-out { type filter hook output priority raw; policy accept; }',
+        'flush chain inet podnet vxlan-notrack-out',
+        'add rule inet podnet vxlan-notrack-out ip saddr 192.168.1.11 udp dport 4789 ip daddr 192.168.1.12 notrack',
+        '',
+      ].join('\n'),
+    );
+    assert.equal(planVxlanNotrackRemoval([NOTRACK_IN_CHAIN, NOTRACK_OUT_CHAIN]), 'delete chain inet podnet vxlan-notrack-in\ndelete chain inet podnet vxlan-notrack-out\n');
+  });
+
+  test('IPv6 VTEPs get ip6 matches; entries of the other family and repeats are left out', () => {
+    const dev: VxlanDevice = { name: 'podnet.1', vni: 1, port: 4789, local: 'fd00::11', dev: 'eth0', mac: vtepMac('node1'), mtu: 1430, address: 'fd00:10:244:1::/128' };
+    const fdb: FdbEntry[] = [
+      { mac: '02:00:00:00:00:03', dst: 'fd00::13', dev: 'podnet.1' },
+      { mac: '02:00:00:00:00:02', dst: 'fd00::12', dev: 'podnet.1' },
+      { mac: '02:00:00:00:00:04', dst: 'fd00::12', dev: 'podnet.1' },
+      { mac: '02:00:00:00:00:05', dst: '192.168.1.12', dev: 'podnet.1' },
+    ];
+    assert.deepEqual(rules(planVxlanNotrack(dev, fdb)), [
+      ['ip6 daddr fd00::11 udp dport 4789 ip6 saddr { fd00::12, fd00::13 } notrack'],
+      ['ip6 saddr fd00::11 udp dport 4789 ip6 daddr { fd00::12, fd00::13 } notrack'],
+    ]);
+  });
+
+  /**
+   * A packet tracer for the two chains: whether a packet at a hook meets `notrack`. It
+   * understands exactly the rule forms the planner writes.
+   */
+  function untracked(p: NotrackPlan, hook: 'prerouting' | 'output', pkt: { src: string; dst: string; proto: 'udp' | 'tcp'; dport: number }): boolean {
+    const chain = hook === 'prerouting' ? NOTRACK_IN_CHAIN : NOTRACK_OUT_CHAIN;
+    const [header, ...body] = p.chains[chain]!;
+    assert.match(header!, new RegExp(`hook ${hook} priority raw;`));
+    const inSet = (set: string, ip: string) => set.replace(/[{}]/g, ' ').split(/[\s,]+/).filter(Boolean).some((a) => sameIP(parseIP(a), parseIP(ip)));
+    return body.some((rule) => {
+      const m = /^ip6? (saddr|daddr) (\S+) udp dport (\d+) ip6? (saddr|daddr) (\{ [^}]+ \}|\S+) notrack$/.exec(rule);
+      assert.ok(m && m[1] !== m[4], `tracer does not understand "${rule}"`);
+      const addr = (field: string) => (field === 'saddr' ? pkt.src : pkt.dst);
+      return inSet(m[2]!, addr(m[1]!)) && pkt.proto === 'udp' && pkt.dport === Number(m[3]) && inSet(m[5]!, addr(m[4]!));
+    });
+  }
+
+  describe('packets through the notrack chains (node1 192.168.1.11, peers .12 and 192.168.2.12)', () => {
+    const p = plan(spec([node(2, '192.168.1.12'), node(3, '192.168.2.12')]), eth0)!;
+    const flows: Array<{ name: string; hook: 'prerouting' | 'output'; src: string; dst: string; proto?: 'udp' | 'tcp'; dport?: number; untracked: boolean }> = [
+      { name: 'an outer packet from a peer', hook: 'prerouting', src: '192.168.1.12', dst: '192.168.1.11', untracked: true },
+      { name: 'an outer packet from the peer behind the router', hook: 'prerouting', src: '192.168.2.12', dst: '192.168.1.11', untracked: true },
+      { name: 'an outer packet to a peer', hook: 'output', src: '192.168.1.11', dst: '192.168.2.12', untracked: true },
+      { name: 'UDP 4789 from a host that is not a node stays tracked', hook: 'prerouting', src: '192.168.1.50', dst: '192.168.1.11', untracked: false },
+      { name: 'UDP 4789 to a host that is not a node stays tracked', hook: 'output', src: '192.168.1.11', dst: '203.0.113.10', untracked: false },
+      { name: 'another UDP port between nodes stays tracked', hook: 'prerouting', src: '192.168.1.12', dst: '192.168.1.11', dport: 53, untracked: false },
+      { name: 'TCP to port 4789 stays tracked', hook: 'output', src: '192.168.1.11', dst: '192.168.1.12', proto: 'tcp', untracked: false },
+      { name: 'a forwarded pod packet stays tracked', hook: 'prerouting', src: '10.244.2.5', dst: '10.244.1.7', untracked: false },
+      { name: 'a pod sending UDP to 4789 of a peer stays tracked', hook: 'prerouting', src: '10.244.1.7', dst: '192.168.1.12', untracked: false },
+      { name: 'a reply from the VXLAN port of a peer (sport 4789) stays tracked', hook: 'prerouting', src: '192.168.1.12', dst: '192.168.1.11', dport: 40000, untracked: false },
+    ];
+    for (const f of flows) {
+      test(f.name, () => assert.equal(untracked(p, f.hook, { src: f.src, dst: f.dst, proto: f.proto ?? 'udp', dport: f.dport ?? 4789 }), f.untracked));
+    }
   });
 });

@@ -50,10 +50,11 @@
  * `--vxlan-tx-checksum on` says otherwise.
  */
 import { createHash } from 'node:crypto';
-import { formatIP, formatPrefix } from '../netaddr/index.ts';
+import { compareIP, formatIP, formatPrefix, parseIP } from '../netaddr/index.ts';
+import { EGRESS_TABLE } from './masq.ts';
 import { podMTU } from './mtu.ts';
 import type { CheckedSpec } from './spec.ts';
-import type { DataplaneError, FdbEntry, NeighEntry, RouteEntry, TxChecksumDecision, TxChecksumMode, Underlay, VxlanDevice } from './types.ts';
+import type { DataplaneError, FdbEntry, NeighEntry, NotrackPlan, RouteEntry, TxChecksumDecision, TxChecksumMode, Underlay, VxlanDevice } from './types.ts';
 
 export const VXLAN_PREFIX = 'podnet.';
 
@@ -127,6 +128,77 @@ export function planVxlan(spec: CheckedSpec, underlay: Underlay): VxlanPlan {
     fdb.push({ mac, dst: formatIP(peer.ip), dev });
   }
   return { device, routes, neighs, fdb, errors };
+}
+
+/** The chain that untracks incoming outer packets (prerouting) and the one for outgoing ones (output). */
+export const NOTRACK_IN_CHAIN = 'vxlan-notrack-in';
+export const NOTRACK_OUT_CHAIN = 'vxlan-notrack-out';
+export const NOTRACK_CHAINS: readonly string[] = [NOTRACK_IN_CHAIN, NOTRACK_OUT_CHAIN];
+
+const NOTRACK_IN_HEADER = 'type filter hook prerouting priority raw; policy accept;';
+const NOTRACK_OUT_HEADER = 'type filter hook output priority raw; policy accept;';
+
+/**
+ * Pure: the chains that keep the VXLAN *outer* packets out of connection tracking, planned
+ * from the device and the FDB entries (the peers' node IPs, the only remote VTEPs) of a VXLAN
+ * plan; undefined when there is no device (host-gw) or no peer.
+ *
+ * Why: with any nat chain in the namespace (podnet's masquerade, the service proxy's) the
+ * kernel tracks every packet, and an encapsulated packet twice: the inner packet where it is
+ * forwarded, and the outer UDP packet node → node (output on the sender, prerouting on the
+ * receiver). The outer packets must never be NATed anyway (NATing them is what caused the
+ * VXLAN checksum stall, kubernetes#88986; kube-proxy stopped masquerading them, #92035), and
+ * no rule of podnet or the proxy looks at their conntrack state, so a `notrack` at raw
+ * priority (before conntrack, -200) saves one conntrack lookup per packet on each side.
+ * The inner packets stay tracked: the encapsulation and decapsulation scrub the packet's
+ * conntrack entry (skb_scrub_packet), so the untracked mark of the outer packet does not
+ * carry over to the inner one, which is tracked as before (service replies are de-NATed).
+ *
+ * The rules match exactly the tunnel's packets: UDP to the VXLAN port from a peer's node IP
+ * to this node's VTEP address (prerouting), and from this node's VTEP address to a peer's
+ * (output). Any other UDP to that port (from a host that is not a node) stays tracked, so a
+ * host firewall's `ct state` rules see it as before. nft lists an anonymous set sorted by
+ * value and a one-element set as a plain address, so the plan writes them that way.
+ */
+export function planVxlanNotrack(device: VxlanDevice | undefined, fdb: readonly FdbEntry[]): NotrackPlan | undefined {
+  if (!device) return undefined;
+  const local = parseIP(device.local);
+  // Sorted by value and without repeats (a Set keeps the first-seen order).
+  const peers = [
+    ...new Set(
+      fdb
+        .map((f) => parseIP(f.dst))
+        .filter((ip) => ip.family === local.family)
+        .sort(compareIP)
+        .map(formatIP),
+    ),
+  ];
+  if (peers.length === 0) return undefined;
+  const ipf = local.family === 4 ? 'ip' : 'ip6';
+  const set = peers.length === 1 ? peers[0]! : `{ ${peers.join(', ')} }`;
+  const me = formatIP(local);
+  // Cheapest and most selective match first: these chains see every packet of the node
+  // (forwarded and bridged pod packets in prerouting too), and a forwarded pod packet fails
+  // the one address compare without a port load or a set lookup.
+  const inRule = `${ipf} daddr ${me} udp dport ${device.port} ${ipf} saddr ${set} notrack`;
+  const outRule = `${ipf} saddr ${me} udp dport ${device.port} ${ipf} daddr ${set} notrack`;
+  const t = `inet ${EGRESS_TABLE}`;
+  const chain = (name: string, header: string, rule: string): string[] => [
+    `add chain ${t} ${name} { ${header} }`,
+    `flush chain ${t} ${name}`,
+    `add rule ${t} ${name} ${rule}`,
+  ];
+  const script = [`add table ${t}`, ...chain(NOTRACK_IN_CHAIN, NOTRACK_IN_HEADER, inRule), ...chain(NOTRACK_OUT_CHAIN, NOTRACK_OUT_HEADER, outRule)];
+  return {
+    table: t,
+    script: script.join('\n') + '\n',
+    chains: { [NOTRACK_IN_CHAIN]: [NOTRACK_IN_HEADER, inRule], [NOTRACK_OUT_CHAIN]: [NOTRACK_OUT_HEADER, outRule] },
+  };
+}
+
+/** The nft commands that remove the given notrack chains (the table stays: it holds others). */
+export function planVxlanNotrackRemoval(present: readonly string[]): string {
+  return present.map((name) => `delete chain inet ${EGRESS_TABLE} ${name}\n`).join('');
 }
 
 /** `6.18.44-fc-v669` → [6, 18, 44] (a missing patch level is 0); undefined when unreadable. */
