@@ -7,6 +7,7 @@
  *   server.ts     UDP + TCP, EDNS0, truncation          forward.ts upstreams, cache.ts
  *   replies.ts    encoded zone replies, reused until the store changes
  *   daemon.ts     `podnet dns` (createDaemon, metrics)  cli.ts     its flags
+ *   metrics.ts    per-query counters without per-query garbage
  *
  * See docs/dns.md.
  */
@@ -20,17 +21,19 @@ export type { Outcome, Question, Rcode, Resolution } from './resolve.ts';
 export { watchCluster } from './watch.ts';
 export type { ClusterWatch, ClusterWatchOptions } from './watch.ts';
 export { DnsHandler, startDnsServer } from './server.ts';
-export type { AnswerSource, DnsServer, DnsServerOptions, HandlerOptions, QueryEvent, Transport } from './server.ts';
+export type { AnswerSource, DnsServer, DnsServerOptions, HandlerOptions, QueryReporter, Transport } from './server.ts';
 export { Forwarder, UPSTREAM_UDP_SIZE } from './forward.ts';
 export type { ForwardEvent, ForwardResult, Forwarded, ForwarderOptions } from './forward.ts';
 export { AnswerCache, cacheKey, cacheTtl } from './cache.ts';
 export { ReplyCache, scanQuery } from './replies.ts';
-export type { QueryShape, ReplyCacheOptions, ReplyMeta } from './replies.ts';
+export type { ReplyCacheOptions, ReplyMeta, ReplyTransport } from './replies.ts';
 export type { AnswerCacheOptions, CachedMessage } from './cache.ts';
 export { RESOLV_CONF, formatUpstream, parseResolvConf, parseUpstream, readResolvConf } from './resolvconf.ts';
 export type { Upstream } from './resolvconf.ts';
 export { canonicalIP, dashedIP, parseReverseName, reverseName, undashIP } from './names.ts';
 export { formatRR } from './format.ts';
-export { QueryTally, runDns, withoutSelf } from './daemon.ts';
+export { runDns, withoutSelf } from './daemon.ts';
+export { QueryTally, TalliedHistogram } from './metrics.ts';
+export type { QueryLabels, TalliedHistogramOptions } from './metrics.ts';
 export type { DnsDaemonOptions } from './daemon.ts';
 export { DNS_USAGE, dnsCommand, parseListen } from './cli.ts';

@@ -189,7 +189,7 @@ describe('reply cache: byte for byte what the slow path sends', () => {
       ['a name outside the zone', forwarded, true],
     ];
     for (const [what, msg, shaped] of cases) {
-      assert.equal(scanQuery(msg, 'udp', 4096) !== undefined, shaped, `${what}: scanned`);
+      assert.equal(scanQuery(msg) !== undefined, shaped, `${what}: scanned`);
       for (let i = 0; i < 2; i++) {
         const want = await slow.handle(msg, 'tcp');
         const got = await fast.handle(msg, 'tcp');

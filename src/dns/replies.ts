@@ -10,48 +10,40 @@
  *
  * What makes it exact. An entry is not a second implementation of the answer: it is the slow
  * path's own output, memoised. The slow path's reply to a query is a function of
- *   - the question section's bytes (the name exactly as asked, so its case is echoed as the
- *     slow path echoes it; the type; the class),
- *   - the size the reply must fit (transport, and the EDNS0 size clamped as the slow path
- *     clamps it), whether the query had an OPT record, and its DO bit,
+ *   - the octets after the header: the question (the name exactly as asked, so its case is
+ *     echoed as the slow path echoes it; the type; the class) and the OPT record if there is
+ *     one (the EDNS0 size the reply must fit, the DO bit),
+ *   - the transport (which sets the size limit),
  *   - the query's ID and its RD and CD bits, which the reply copies,
  *   - and the record store.
- * The key holds the first two; the ID and RD/CD are patched into a copy of the cached bytes;
- * the store is covered by its generation counter, bumped on every change: an entry is only
- * ever served for the generation it was made in, so an answer changes as soon as the store
- * does. Anything the key does not describe goes the slow way and is not cached: more than
- * one question, records in the answer or authority sections, an opcode other than QUERY, a
- * compressed or over-long name, an OPT record with options or an EDNS version other than 0,
- * trailing octets. Only answers computed from the store alone are kept (not forwarded ones,
- * which age, nor an ExternalName whose target was resolved upstream, nor anything before
- * the informers synced).
+ * The key is the first (the octets themselves, as a latin1 string: no parsing, no case
+ * folding, nothing to get wrong), one map per transport is the second; the ID, RD and CD are
+ * patched into a copy of the cached bytes; the store is covered by its generation counter,
+ * bumped on every change: an entry is only ever served for the generation it was made in, so
+ * an answer changes as soon as the store does. Anything else goes the slow way and is not
+ * cached: more than one question, records in the answer or authority sections, an opcode other
+ * than QUERY, a compressed or over-long name, an OPT record with options or an EDNS version
+ * other than 0, trailing octets. Only answers computed from the store alone are kept (not
+ * forwarded ones, which age, nor an ExternalName whose target was resolved upstream, nor
+ * anything before the informers synced).
  *
  * Memory: entries are copied into 64 KiB slabs (so a cached reply does not pin the 8 KiB
  * pool chunk its Buffer was cut from), and the whole cache is dropped at once when the
  * generation moves or when it reaches its size bound, which is the simplest policy that
  * keeps it bounded (a flood of distinct names makes it useless, not large).
  */
-import { CLASSIC_UDP_SIZE, MAX_MESSAGE } from './wire.ts';
-
 export type ReplyTransport = 'udp' | 'tcp';
-
-/** What a query's reply depends on, besides its ID, RD, CD and the store. */
-export interface QueryShape {
-  /** The question section (name as asked, type, class) as a latin1 string: the octets themselves. */
-  question: string;
-  /** The size limit, times 4, plus 2 with an OPT record, plus 1 with the DO bit. */
-  variant: number;
-}
 
 const TYPE_OPT = 41;
 /** Longest name on the wire (RFC 1035 3.1), root label included. */
 const MAX_NAME = 255;
 
 /**
- * The shape of a plain query (see the module comment), or undefined for anything else, which
- * then takes the slow path. Reads only the header and the question; allocates one string.
+ * The cache key of a plain query (see the module comment): its octets after the header, as a
+ * latin1 string; undefined for anything else, which then takes the slow path. Reads only the
+ * header, the question and the OPT record; allocates the one string.
  */
-export function scanQuery(msg: Buffer, proto: ReplyTransport, maxUdpSize: number): QueryShape | undefined {
+export function scanQuery(msg: Buffer): string | undefined {
   const len = msg.length;
   // Header (12) + the root name (1) + type and class (4).
   if (len < 17) return undefined;
@@ -72,22 +64,15 @@ export function scanQuery(msg: Buffer, proto: ReplyTransport, maxUdpSize: number
     if (off - 12 >= MAX_NAME) return undefined;
   }
   const qEnd = off + 1 + 4;
-  if (qEnd > len) return undefined;
-  let variant: number;
   if (additionals === 0) {
     if (qEnd !== len) return undefined;
-    variant = (proto === 'tcp' ? MAX_MESSAGE : CLASSIC_UDP_SIZE) * 4;
   } else {
-    // A plain OPT: root owner, type 41, class = UDP size, TTL = extended rcode, version and
-    // flags, and no options (RDLENGTH 0), ending the message.
+    // A plain OPT ending the message: root owner, type 41, class = UDP size, TTL = extended
+    // rcode, version 0 and flags, RDLENGTH 0 (no options).
     if (qEnd + 11 !== len || msg[qEnd] !== 0 || msg[qEnd + 1] !== 0 || msg[qEnd + 2] !== TYPE_OPT) return undefined;
     if (msg[qEnd + 6] !== 0 || msg[qEnd + 9] !== 0 || msg[qEnd + 10] !== 0) return undefined;
-    const size = ((msg[qEnd + 3] as number) << 8) | (msg[qEnd + 4] as number);
-    const limit = proto === 'tcp' ? MAX_MESSAGE : Math.max(CLASSIC_UDP_SIZE, Math.min(size, maxUdpSize));
-    const dnssecOk = ((msg[qEnd + 7] as number) & 0x80) !== 0;
-    variant = limit * 4 + 2 + (dnssecOk ? 1 : 0);
   }
-  return { question: msg.toString('latin1', 12, qEnd), variant };
+  return msg.toString('latin1', 12, len);
 }
 
 /** What the handler reports for a query (its metrics), kept with the bytes. */
@@ -98,9 +83,8 @@ export interface ReplyMeta {
 }
 
 interface Entry extends ReplyMeta {
-  slab: Buffer;
-  offset: number;
-  length: number;
+  /** The reply, a view into a slab. */
+  bytes: Uint8Array;
 }
 
 export interface ReplyCacheOptions {
@@ -117,9 +101,8 @@ export class ReplyCache {
   readonly maxEntries: number;
   /** The store generation the entries were made in. */
   #generation = -1;
-  /** variant → question octets → entry: the variant map is tiny (a few sizes in practice). */
-  #entries = new Map<number, Map<string, Entry>>();
-  #size = 0;
+  #udp = new Map<string, Entry>();
+  #tcp = new Map<string, Entry>();
   #slab: Buffer = Buffer.alloc(0);
   #used = 0;
   hits = 0;
@@ -130,13 +113,13 @@ export class ReplyCache {
   }
 
   get size(): number {
-    return this.#size;
+    return this.#udp.size + this.#tcp.size;
   }
 
-  /** The entry for `shape` made in `generation`, if any (counted as a hit or a miss). */
-  get(shape: QueryShape, generation: number): ReplyMeta | undefined {
+  /** The entry for `key` (from scanQuery) made in `generation`, if any (counted as a hit or a miss). */
+  get(key: string, proto: ReplyTransport, generation: number): ReplyMeta | undefined {
     if (generation !== this.#generation) this.#reset(generation);
-    const e = this.#entries.get(shape.variant)?.get(shape.question);
+    const e = (proto === 'udp' ? this.#udp : this.#tcp).get(key);
     if (e) this.hits++;
     else this.misses++;
     return e;
@@ -144,10 +127,10 @@ export class ReplyCache {
 
   /** A reply for `query` from a cached entry: its bytes with the query's ID, RD and CD. */
   replyTo(entry: ReplyMeta, query: Buffer): Buffer {
-    const e = entry as Entry;
+    const bytes = (entry as Entry).bytes;
     // A copy: the socket may still hold it when the next query for the same name comes.
-    const out = Buffer.allocUnsafe(e.length);
-    e.slab.copy(out, 0, e.offset, e.offset + e.length);
+    const out = Buffer.allocUnsafe(bytes.length);
+    out.set(bytes);
     out[0] = query[0] as number;
     out[1] = query[1] as number;
     out[2] = ((out[2] as number) & ~RD_BIT) | ((query[2] as number) & RD_BIT);
@@ -155,31 +138,25 @@ export class ReplyCache {
     return out;
   }
 
-  /** Keeps `reply`, the slow path's answer to a query of `shape`, made in `generation`. */
-  set(shape: QueryShape, generation: number, reply: Buffer, meta: ReplyMeta): void {
-    if (generation !== this.#generation) this.#reset(generation);
-    if (this.#size >= this.maxEntries) this.#reset(generation);
-    let byQuestion = this.#entries.get(shape.variant);
-    if (!byQuestion) this.#entries.set(shape.variant, (byQuestion = new Map()));
-    if (byQuestion.has(shape.question)) return;
-    let slab: Buffer;
-    let offset: number;
+  /** Keeps `reply`, the slow path's answer to the query with this key, made in `generation`. */
+  set(key: string, proto: ReplyTransport, generation: number, reply: Buffer, meta: ReplyMeta): void {
+    if (generation !== this.#generation || this.size >= this.maxEntries) this.#reset(generation);
+    const map = proto === 'udp' ? this.#udp : this.#tcp;
+    if (map.has(key)) return;
+    let bytes: Uint8Array;
     if (reply.length > SLAB / 4) {
       // Large (a long TCP answer): its own buffer rather than most of a slab.
-      slab = Buffer.from(reply);
-      offset = 0;
+      bytes = new Uint8Array(reply);
     } else {
       if (this.#used + reply.length > this.#slab.length) {
         this.#slab = Buffer.allocUnsafeSlow(SLAB);
         this.#used = 0;
       }
-      slab = this.#slab;
-      offset = this.#used;
-      reply.copy(slab, offset);
+      bytes = this.#slab.subarray(this.#used, this.#used + reply.length);
+      bytes.set(reply);
       this.#used += reply.length;
     }
-    byQuestion.set(shape.question, { slab, offset, length: reply.length, qtype: meta.qtype, rcode: meta.rcode, truncated: meta.truncated });
-    this.#size++;
+    map.set(key, { bytes, qtype: meta.qtype, rcode: meta.rcode, truncated: meta.truncated });
   }
 
   clear(): void {
@@ -188,9 +165,9 @@ export class ReplyCache {
 
   #reset(generation: number): void {
     this.#generation = generation;
-    this.#entries = new Map();
-    this.#size = 0;
-    // The current slab's entries are gone: start it over rather than leave its tail unused.
+    this.#udp = new Map();
+    this.#tcp = new Map();
+    // The current slab's entries are gone: start a new one rather than leave its tail unused.
     this.#slab = Buffer.alloc(0);
     this.#used = 0;
   }

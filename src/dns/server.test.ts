@@ -12,7 +12,7 @@ import type { Answer, DecodedPacket, Packet } from 'dns-packet';
 import { MemoryDatastore } from '../datastore/index.ts';
 import { clusterIP, ep, headless, sampleCluster, slice } from './fixtures.ts';
 import { formatRR } from './format.ts';
-import { startDnsServer, type DnsServer, type QueryEvent } from './server.ts';
+import { startDnsServer, type AnswerSource, type DnsServer, type Transport } from './server.ts';
 import { watchCluster, type ClusterWatch } from './watch.ts';
 import { FrameReader, frame } from './wire.ts';
 
@@ -158,7 +158,7 @@ describe('dns server on 127.0.0.1, fed by informers over a MemoryDatastore', () 
   let server: DnsServer;
   let upstream: FakeUpstream;
   let silent: FakeUpstream;
-  const events: QueryEvent[] = [];
+  const events: Array<{ proto: Transport; qtype: string; rcode: string; source: AnswerSource; seconds: number; truncated: boolean }> = [];
 
   before(async () => {
     const sample = sampleCluster();
@@ -187,7 +187,7 @@ describe('dns server on 127.0.0.1, fed by informers over a MemoryDatastore', () 
         { host: LOOPBACK, port: upstream.port },
       ],
       forwardTimeoutMs: 200,
-      onQuery: (e) => events.push(e),
+      onQuery: (proto, qtype, rcode, source, seconds, truncated) => void events.push({ proto, qtype, rcode, source, seconds, truncated }),
     });
   });
 

@@ -21,7 +21,7 @@ import * as packet from 'dns-packet';
 import type { Answer, DecodedPacket, OptAnswer, Packet } from 'dns-packet';
 import { AnswerCache } from './cache.ts';
 import { Forwarder, type ForwardEvent } from './forward.ts';
-import { ReplyCache, scanQuery, type QueryShape, type ReplyMeta } from './replies.ts';
+import { ReplyCache, scanQuery, type ReplyMeta } from './replies.ts';
 import { Resolver, type Question } from './resolve.ts';
 import type { Upstream } from './resolvconf.ts';
 import { DEFAULT_TTL, DEFAULT_ZONE, type PodsMode, type RecordSource } from './types.ts';
@@ -48,15 +48,13 @@ export type Transport = 'udp' | 'tcp';
 /** Where an answer came from. */
 export type AnswerSource = 'cluster' | 'cache' | 'forward' | 'invalid';
 
-export interface QueryEvent {
-  proto: Transport;
-  /** The question's type mnemonic ('A', 'SRV', …), or 'none' when the message had none. */
-  qtype: string;
-  rcode: string;
-  source: AnswerSource;
-  seconds: number;
-  truncated: boolean;
-}
+/**
+ * Told of every query once its reply is ready: the transport; the question's type mnemonic
+ * ('A', 'SRV', …, or 'none' when the message had none); the rcode mnemonic; where the answer
+ * came from; the seconds from reading the query to having its reply; whether it was cut to
+ * fit (TC). Positional rather than an event object, so reporting allocates nothing per query.
+ */
+export type QueryReporter = (proto: Transport, qtype: string, rcode: string, source: AnswerSource, seconds: number, truncated: boolean) => void;
 
 export interface HandlerOptions {
   resolver: Resolver;
@@ -64,7 +62,7 @@ export interface HandlerOptions {
   forwarder?: Forwarder;
   /** The largest UDP reply we send and advertise (EDNS0). Default 4096. */
   maxUdpSize?: number;
-  onQuery?: (e: QueryEvent) => void;
+  onQuery?: QueryReporter;
   /** Entries of the reply cache for zone answers (0: none). Default 50,000. */
   replyCacheSize?: number;
 }
@@ -92,7 +90,7 @@ export class DnsHandler {
   readonly maxUdpSize: number;
   /** Encoded zone replies (undefined when disabled). */
   readonly replies: ReplyCache | undefined;
-  readonly #onQuery: ((e: QueryEvent) => void) | undefined;
+  readonly #onQuery: QueryReporter | undefined;
 
   constructor(opts: HandlerOptions) {
     this.resolver = opts.resolver;
@@ -115,19 +113,19 @@ export class DnsHandler {
   respond(msg: Buffer, proto: Transport): Reply | Promise<Reply> {
     const t0 = performance.now();
     const replies = this.replies;
-    const shape = replies ? scanQuery(msg, proto, this.maxUdpSize) : undefined;
-    if (replies && shape) {
-      const hit = replies.get(shape, this.resolver.generation);
+    const key = replies ? scanQuery(msg) : undefined;
+    if (replies && key !== undefined) {
+      const hit = replies.get(key, proto, this.resolver.generation);
       if (hit) {
         this.#report(proto, hit.qtype, hit.rcode, 'cluster', t0, hit.truncated);
         return replies.replyTo(hit, msg);
       }
     }
-    return this.#slow(msg, proto, t0, shape);
+    return this.#slow(msg, proto, t0, key);
   }
 
   /** Everything the reply cache does not have: dns-packet, the resolver, the forwarder. */
-  #slow(msg: Buffer, proto: Transport, t0: number, shape: QueryShape | undefined): Reply | Promise<Reply> {
+  #slow(msg: Buffer, proto: Transport, t0: number, key: string | undefined): Reply | Promise<Reply> {
     const hdr = rawHeader(msg);
     if (!hdr || hdr.qr) return undefined;
     const rd = (hdr.flags & FLAG_RD) !== 0;
@@ -194,7 +192,7 @@ export class DnsHandler {
       const { buf, meta } = reply(rcodeNumber(outcome.rcode), outcome.authoritative, outcome, 'cluster');
       // Computed from the store alone, synchronously: the same query gets the same bytes until
       // the store changes. Not before the informers synced (those answers are SERVFAIL).
-      if (shape && this.replies && this.resolver.synced) this.replies.set(shape, generation, buf, meta);
+      if (key !== undefined && this.replies && this.resolver.synced) this.replies.set(key, proto, generation, buf, meta);
       return buf;
     }
     if (!this.forwarder || this.forwarder.upstreams.length === 0) return reply(RCODES.SERVFAIL, false, none, 'forward').buf;
@@ -202,7 +200,7 @@ export class DnsHandler {
   }
 
   #report(proto: Transport, qtype: string, rcode: string, source: AnswerSource, t0: number, truncated: boolean): void {
-    this.#onQuery?.({ proto, qtype, rcode, source, seconds: (performance.now() - t0) / 1000, truncated });
+    this.#onQuery?.(proto, qtype, rcode, source, (performance.now() - t0) / 1000, truncated);
   }
 }
 
@@ -229,7 +227,7 @@ export interface DnsServerOptions {
   maxUdpSize?: number;
   /** Close TCP connections idle this long. Default 10 s. */
   tcpIdleMs?: number;
-  onQuery?: (e: QueryEvent) => void;
+  onQuery?: QueryReporter;
   onForward?: (e: ForwardEvent) => void;
   /** Told of socket errors that do not stop the server. */
   onError?: (err: Error) => void;
