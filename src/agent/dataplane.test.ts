@@ -127,6 +127,19 @@ describe('Dataplane (executor) against a fake kernel', () => {
     assert.equal(c2.find((c) => c.cmd === 'nft -f -')!.input, 'delete chain inet podnet vxlan-notrack-in\ndelete chain inet podnet vxlan-notrack-out\n');
   });
 
+  test('notrack chains still missing after a write whose read-back failed are written again', async () => {
+    let listed = 0;
+    const table = () => {
+      // The read-back right after the first write fails; every other read finds an empty table.
+      if (listed++ === 1) throw new CommandError(['nft', 'list', 'table', 'inet', 'podnet'], 1, 'Error: Could not process rule');
+      return 'table inet podnet {\n}\n';
+    };
+    const { runner } = fake({ ...steadyVxlan, 'nft list table inet podnet': table, 'nft -f -': '' });
+    const dp = new Dataplane({ runner, vxlanTxChecksum: 'on', kernelRelease: NEW_KERNEL });
+    assert.equal((await dp.apply(spec('vxlan'))).notrack, 'write');
+    assert.equal((await dp.apply(spec('vxlan'))).notrack, 'write', 'still missing: written again');
+  });
+
   test('teardown deletes the masquerade and notrack chains in one transaction, then the empty table', async () => {
     let table = TABLE_VX;
     const { runner, calls } = fake({

@@ -403,7 +403,10 @@ export class Dataplane {
     const memo = this.nftMemo;
     const opts: DiffOptions = { proto: this.proto };
     if (memo && desired.masq && memo.masq === desired.masq.script && memo.listed.masq !== undefined) opts.masqListing = memo.listed.masq;
-    if (memo && desired.notrack && memo.notrack === desired.notrack.script) opts.notrackListing = memo.listed.notrack;
+    // Only a listing that has every planned chain: an empty one (the read after the write
+    // failed) must not make missing chains look right.
+    const listedAll = memo !== undefined && desired.notrack !== undefined && Object.keys(desired.notrack.chains).every((name) => memo.listed.notrack[name] !== undefined);
+    if (memo && desired.notrack && memo.notrack === desired.notrack.script && listedAll) opts.notrackListing = memo.listed.notrack;
     return diffDataplane(desired, state, opts);
   }
 
