@@ -23,12 +23,16 @@
  *
  * Like for like (built once the labs are up): the bridge, routed and VXLAN baselines again,
  * each node namespace loaded with a copy of the matching lab node's whole nft ruleset (`nft -s
- * list ruleset`: podnet's egress masquerade and the service proxy's tables). Any nat chain
- * makes the kernel track every packet the node forwards (and br_netfilter hands bridged
- * frames to the same hooks), which the bare baselines never do; these rows show how much of a
- * pod path's gap that is. podnet cannot drop the tracking for pod → pod traffic: a reply from
- * a service endpoint to a client pod looks like any pod → pod packet, and on the client's
- * node it must be tracked to be de-NATed (see docs/agent.md).
+ * list ruleset`: podnet's egress masquerade, on vxlan nodes its notrack chains for the outer
+ * packets, and the service proxy's tables; the baselines use the lab's node addresses, so the
+ * notrack rules match their outer packets too). Any nat chain makes the kernel track every
+ * packet the node forwards (and br_netfilter hands bridged frames to the same hooks), which
+ * the bare baselines never do; these rows show how much of a pod path's gap that is. podnet
+ * cannot drop the tracking for pod → pod traffic: a reply from a service endpoint to a client
+ * pod looks like any pod → pod packet, and on the client's node it must be tracked to be
+ * de-NATed (see docs/agent.md). It does drop it for the VXLAN outer packets; one more VXLAN
+ * baseline has the lab's rulesets without the notrack chains (the outer packets tracked, as
+ * before they existed), so the rows show what they win back.
  *
  * Each test is `iperf3 -c … -t T -J` (client in the "remote" pod, server in the pod on node1),
  * with 1 and 4 parallel streams; every pod path runs right next to its baseline(s) and the
@@ -42,7 +46,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { release } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { run as exec } from '../src/kernel/index.ts';
-import { hasNatChecksumBug } from '../src/agent/vxlan.ts';
+import { NOTRACK_CHAINS, hasNatChecksumBug } from '../src/agent/vxlan.ts';
 import { TestBed, isRoot, sweepLeftovers } from '../test/support/netns.ts';
 import { type Proc, backgroundBusy, buildInfo, waitQuiet, checkClean, labProcesses, machine, median, podnet, podnetOk, requireBuild, rootSnapshot, table, writeSection } from './common.ts';
 
@@ -91,6 +95,12 @@ async function loadRuleset(ns: string, ruleset: string): Promise<void> {
   await exec('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: ruleset });
 }
 
+/** Deletes podnet's VXLAN notrack chains from a namespace (loaded with a lab node's ruleset). */
+async function dropNotrack(ns: string, ruleset: string): Promise<void> {
+  const present = NOTRACK_CHAINS.filter((name) => ruleset.includes(`chain ${name} {`));
+  if (present.length) await exec('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: present.map((name) => `delete chain inet podnet ${name}\n`).join('') });
+}
+
 /**
  * Bridge baseline: node namespace with bridge cni0 (10.244.1.1/24), pods .2 (server) and .3
  * (client); `ruleset`: loaded into the node namespace (like for like).
@@ -111,7 +121,7 @@ async function makeBridge(bed: TestBed, tag: string, ruleset?: string): Promise<
  * (192.168.1.12) each with bridge cni0 (10.244.i.1/24) and one pod (10.244.i.2); the server pod
  * is behind n1, the client behind n2. `mode` picks how the nodes reach each other's pods.
  */
-async function makeTwoNode(bed: TestBed, tag: string, mode: 'routed' | 'vxlan' | 'vxlan-txoff', rulesets?: [string, string]): Promise<Baseline> {
+async function makeTwoNode(bed: TestBed, tag: string, mode: 'routed' | 'vxlan' | 'vxlan-txoff', rulesets?: [string, string], tracked = false): Promise<Baseline> {
   const sw = await bed.netns(`${tag}-sw`);
   await batch(sw.name, ['link add seg1 type bridge', 'link set seg1 up']);
   const mtu = mode === 'routed' ? 1500 : 1450;
@@ -145,6 +155,7 @@ async function makeTwoNode(bed: TestBed, tag: string, mode: 'routed' | 'vxlan' |
       if (mode === 'vxlan-txoff') await exec('ip', ['netns', 'exec', n, 'ethtool', '-K', 'vx0', 'tx', 'off']);
     }
     if (rulesets) await loadRuleset(n, rulesets[i - 1] as string);
+    if (rulesets && tracked) await dropNotrack(n, rulesets[i - 1] as string);
   }
   return { server: pods[0] as string, client: pods[1] as string, ip: '10.244.1.2' };
 }
@@ -336,10 +347,20 @@ export async function run(args: string[]): Promise<void> {
     const other = txOn ? 'raw-vxlan-txoff' : 'raw-vxlan';
     log(`vxlan lab: --vxlan-tx-checksum ${tx.mode ?? '?'}, TX checksum offload ${tx.offload[0]} on podnet.1`);
     const [hg1, hg2, vx1, vx2] = await Promise.all([labRuleset(LAB_HG, 'node1'), labRuleset(LAB_HG, 'node2'), labRuleset(LAB_VX, 'node1'), labRuleset(LAB_VX, 'node2')]);
+    // The vxlan nodes' notrack rules name the nodes' addresses; the baselines use the same
+    // ones (node i is 192.168.1.(10+i)), or the copied rules would not match their packets.
+    for (const [i, rules] of [vx1, vx2].entries()) {
+      const me = `192.168.1.${11 + i}`;
+      const peer = `192\\.168\\.1\\.${12 - i}`;
+      if (!new RegExp(`ip daddr ${me.replaceAll('.', '\\.')} udp dport 4789 ip saddr (${peer}|\\{[^}]*\\b${peer}\\b[^}]*\\}) notrack`).test(rules)) {
+        throw new Error(`lab ${LAB_VX}: node${i + 1}'s ruleset has no notrack rule for the outer packets to ${me} from its peer:\n${rules}`);
+      }
+    }
     const ct = {
       bridge: await makeBridge(bed, 'brc', hg1),
       routed: await makeTwoNode(bed, 'rtc', 'routed', [hg1, hg2]),
       vxlan: await makeTwoNode(bed, 'vxc', txOn ? 'vxlan' : 'vxlan-txoff', [vx1, vx2]),
+      vxlanTracked: await makeTwoNode(bed, 'vxt', txOn ? 'vxlan' : 'vxlan-txoff', [vx1, vx2], true),
     };
     for (const b of Object.values(ct)) await serve(b);
     const tables = [...hg1.matchAll(/^table (\S+ \S+)/gm)].map((m) => m[1]).join(', ');
@@ -355,12 +376,17 @@ export async function run(args: string[]): Promise<void> {
       'raw-vxlan-txoff': { key: 'raw-vxlan-txoff', label: `raw: bare VXLAN pair, TX checksum offload off${txOn ? '' : ' (as the agent set it up)'}`, client: (a) => nsClient(base.vxlanTxoff.client, ['-c', base.vxlanTxoff.ip, ...a]) },
       'bridge-ct': { key: 'bridge-ct', label: "like for like: bare bridge + the lab node's nft ruleset (conntrack on)", client: (a) => nsClient(ct.bridge.client, ['-c', ct.bridge.ip, ...a]) },
       'routed-ct': { key: 'routed-ct', label: "like for like: bare routed path + the lab nodes' nft rulesets", client: (a) => nsClient(ct.routed.client, ['-c', ct.routed.ip, ...a]) },
-      'raw-vxlan-ct': { key: 'raw-vxlan-ct', label: `like for like: bare VXLAN pair (TX checksum offload ${tx.offload[0]}, as the agent) + the lab nodes' nft rulesets`, client: (a) => nsClient(ct.vxlan.client, ['-c', ct.vxlan.ip, ...a]) },
+      'raw-vxlan-ct': { key: 'raw-vxlan-ct', label: `like for like: bare VXLAN pair (TX checksum offload ${tx.offload[0]}, as the agent) + the lab nodes' nft rulesets (outer packets not tracked)`, client: (a) => nsClient(ct.vxlan.client, ['-c', ct.vxlan.ip, ...a]) },
+      'raw-vxlan-ct-tracked': {
+        key: 'raw-vxlan-ct-tracked',
+        label: "the same without podnet's notrack chains: outer packets tracked too (as before they existed)",
+        client: (a) => nsClient(ct.vxlanTracked.client, ['-c', ct.vxlanTracked.ip, ...a]),
+      },
     };
     const groups: string[][] = [
       ['same', 'bridge', 'bridge-ct'],
       ['hostgw', 'routed', 'routed-ct'],
-      ['vxlan', 'raw-vxlan', 'raw-vxlan-txoff', 'raw-vxlan-ct'],
+      ['vxlan', 'raw-vxlan', 'raw-vxlan-txoff', 'raw-vxlan-ct', 'raw-vxlan-ct-tracked'],
     ];
     const streamsList = [1, 4];
     const samples = new Map<string, Sample[]>();
@@ -402,7 +428,7 @@ export async function run(args: string[]): Promise<void> {
       return xs.length > 1 ? `${fmt(median(xs))} (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})` : fmt(median(xs));
     };
     const retr = (k: string): string => String(Math.round(median((samples.get(k) ?? []).map((x) => x.retrans))));
-    const order = ['same', 'bridge', 'bridge-ct', 'hostgw', 'routed', 'routed-ct', 'vxlan', asAgent, other, 'raw-vxlan-ct'];
+    const order = ['same', 'bridge', 'bridge-ct', 'hostgw', 'routed', 'routed-ct', 'vxlan', asAgent, other, 'raw-vxlan-ct', 'raw-vxlan-ct-tracked'];
     const thru = table(
       ['path', '1 stream Gbit/s', 'retr.', '4 streams Gbit/s', 'retr.'],
       order.map((p) => [`${p}: ${paths[p]!.label}`, cell(keyOf(p, 1)), retr(keyOf(p, 1)), cell(keyOf(p, 4)), retr(keyOf(p, 4))]),
@@ -434,7 +460,9 @@ export async function run(args: string[]): Promise<void> {
       ['vxlan', 'raw-vxlan-ct', 'like for like: vxlan pod → pod / bare VXLAN (as the agent) + lab rulesets', false],
       ['bridge-ct', 'bridge', 'cost of the rulesets (conntrack) alone: bare bridge + ruleset / bare bridge', false],
       ['routed-ct', 'routed', 'cost of the rulesets (conntrack) alone: routed', false],
-      ['raw-vxlan-ct', asAgent, 'cost of the rulesets (conntrack) alone: VXLAN', false],
+      ['raw-vxlan-ct', asAgent, 'cost of the rulesets (conntrack) alone: VXLAN (outer packets not tracked)', false],
+      ['raw-vxlan-ct-tracked', asAgent, 'cost of the rulesets alone, VXLAN with the outer packets tracked too (without the notrack chains)', false],
+      ['raw-vxlan-ct', 'raw-vxlan-ct-tracked', 'what the notrack chains win: bare VXLAN + lab rulesets / the same with the outer packets tracked', false],
       ['raw-vxlan-txoff', 'raw-vxlan', 'cost of TX checksum offload off alone: bare VXLAN tx off / default', false],
     ];
     const ratios = table(
@@ -461,7 +489,8 @@ export async function run(args: string[]): Promise<void> {
       verdict('hostgw', 'routed', 'routed-ct', 'host-gw'),
       verdict('vxlan', asAgent, 'raw-vxlan-ct', `vxlan (--vxlan-tx-checksum ${tx.mode ?? '?'}: ${txWord})`),
       `- VXLAN TX checksum offload: the lab's agents ran with \`--vxlan-tx-checksum ${tx.mode ?? '?'}\`, and this kernel (${release()}) ${bug === false ? 'has the fix of the NAT checksum bug (ea64d8d6c675), so `auto` leaves offload on' : bug ? 'predates the fix of the NAT checksum bug, so `auto` turns offload off' : 'has an unreadable version'}; podnet.1 had tx-checksumming ${tx.offload[0]} on both nodes, and the vxlan goal is judged against the bare VXLAN pair set up the same way. Turning offload off costs the bare pair ${med('raw-vxlan-txoff', 'raw-vxlan', 1).toFixed(2)} / ${med('raw-vxlan-txoff', 'raw-vxlan', 4).toFixed(2)} of its throughput (it also turns off TSO/GSO on the device).`,
-      `- Connection tracking: any nat chain (podnet's egress masquerade, the service proxy's) makes the kernel track every forwarded packet, bridged ones too (br_netfilter); on the bare paths that alone costs ${med('bridge-ct', 'bridge', 1).toFixed(2)} / ${med('bridge-ct', 'bridge', 4).toFixed(2)} (bridge), ${med('routed-ct', 'routed', 1).toFixed(2)} / ${med('routed-ct', 'routed', 4).toFixed(2)} (routed), ${med('raw-vxlan-ct', asAgent, 1).toFixed(2)} / ${med('raw-vxlan-ct', asAgent, 4).toFixed(2)} (VXLAN). podnet keeps it: a reply from a service endpoint to a client pod is an ordinary-looking pod → pod packet that must be tracked on the client's node to be de-NATed, so no \`notrack\` rule can single out pod → pod traffic safely (docs/agent.md).`,
+      `- Connection tracking: any nat chain (podnet's egress masquerade, the service proxy's) makes the kernel track every forwarded packet, bridged ones too (br_netfilter); on the bare paths the lab's rulesets alone cost ${med('bridge-ct', 'bridge', 1).toFixed(2)} / ${med('bridge-ct', 'bridge', 4).toFixed(2)} (bridge), ${med('routed-ct', 'routed', 1).toFixed(2)} / ${med('routed-ct', 'routed', 4).toFixed(2)} (routed), ${med('raw-vxlan-ct', asAgent, 1).toFixed(2)} / ${med('raw-vxlan-ct', asAgent, 4).toFixed(2)} (VXLAN). podnet keeps it for pod traffic: a reply from a service endpoint to a client pod is an ordinary-looking pod → pod packet that must be tracked on the client's node to be de-NATed, so no \`notrack\` rule can single out pod → pod traffic safely (docs/agent.md).`,
+      `- VXLAN outer packets: podnet's raw-priority notrack chains keep the encapsulated node → node UDP packets (port 4789, between the nodes' addresses) out of conntrack, so only the inner packet is tracked. Without them (the lab's rulesets minus those chains) the rulesets cost the bare VXLAN pair ${med('raw-vxlan-ct-tracked', asAgent, 1).toFixed(2)} / ${med('raw-vxlan-ct-tracked', asAgent, 4).toFixed(2)}; with them ${med('raw-vxlan-ct', asAgent, 1).toFixed(2)} / ${med('raw-vxlan-ct', asAgent, 4).toFixed(2)} (with / without, run back to back: ${med('raw-vxlan-ct', 'raw-vxlan-ct-tracked', 1).toFixed(2)} / ${med('raw-vxlan-ct', 'raw-vxlan-ct-tracked', 4).toFixed(2)}, 1 / 4 streams).`,
     ];
     const meta = machine();
     const seconds = (performance.now() - measuredFrom) / 1000;
@@ -477,7 +506,9 @@ export async function run(args: string[]): Promise<void> {
       `nolearning, route onlink + permanent neighbour + static FDB entry, MTU 1450 on the devices and pods, as the ` +
       `agent programs it), once with the kernel's default offloads and once with \`ethtool -K vx0 tx off\`; the one set up ` +
       `like the lab's podnet.1 (read with ethtool) is the vxlan goal's baseline. Like for like: the same baselines built again after ` +
-      `the labs are up, each node namespace loaded with the matching lab node's \`nft -s list ruleset\` (${tables}). ` +
+      `the labs are up, each node namespace loaded with the matching lab node's \`nft -s list ruleset\` (${tables}; the vxlan nodes' ` +
+      `include podnet's notrack chains for the outer packets, which match the baseline's packets as the baselines use the lab's node addresses), ` +
+      `and the VXLAN one once more without those chains (outer packets tracked). ` +
       `Every iperf3 client and server runs in a session of its own (so in its own scheduler autogroup), ` +
       `as the lab kubelet starts a container, so that neither side gets a larger CPU share when the machine is busy. ` +
       `${reps} repetition(s); in each, every pod path runs right next to its baselines, and the order ` +
