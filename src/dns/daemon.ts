@@ -144,7 +144,7 @@ export async function runDns(opts: DnsDaemonOptions): Promise<void> {
     return n;
   };
   new Counter({ name: 'podnet_dns_reply_cache_hits_total', help: 'Zone queries answered from the reply cache (encoded replies)', registers, collect() { this.inc(replyCount('hits')); } });
-  new Counter({ name: 'podnet_dns_reply_cache_misses_total', help: 'Zone queries of the plain kind the reply cache did not have', registers, collect() { this.inc(replyCount('misses')); } });
+  new Counter({ name: 'podnet_dns_reply_cache_misses_total', help: 'Plain queries the reply cache did not have (a name first asked since the last change, names outside the zone)', registers, collect() { this.inc(replyCount('misses')); } });
   new Gauge({ name: 'podnet_dns_reply_cache_entries', help: 'Replies in the reply cache (dropped whenever the cluster changes)', registers, collect() { this.set(replies?.size ?? 0); } });
   new Gauge({ name: 'podnet_dns_cache_entries', help: 'Answers in the forward cache', registers, collect() { this.set(server.forwarder.cache?.size ?? 0); } });
   new Gauge({

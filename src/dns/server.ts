@@ -342,11 +342,25 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
   const tcpServer = tcp;
   udpSock.on('error', onError);
   udpSock.on('message', (msg, rinfo) => {
-    // No send callback: it would cost a tick and a closure per reply, and a reply the kernel
-    // refuses is a lost datagram like any other on UDP (the client asks again).
-    answer(msg, 'udp', (out) => {
-      if (out) udpSock.send(out, rinfo.port, rinfo.address);
-    });
+    // Written out rather than through answer(): no closure per datagram when the reply is
+    // ready at once (the common case). No send callback either: it would cost a tick per
+    // reply, and a reply the kernel refuses is a lost datagram like any other on UDP (the
+    // client asks again).
+    let out: Buffer | undefined | Promise<Buffer | undefined>;
+    try {
+      out = handler.respond(msg, 'udp');
+    } catch (err) {
+      onError(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    if (out instanceof Promise) {
+      out.then(
+        (late) => {
+          if (late) udpSock.send(late, rinfo.port, rinfo.address);
+        },
+        (err: Error) => onError(err),
+      );
+    } else if (out) udpSock.send(out, rinfo.port, rinfo.address);
   });
   tcpServer.on('error', onError);
 
