@@ -13,6 +13,16 @@
  * synchronously from in-memory maps, and forwarded questions wait on their upstream without
  * holding anything else up. TCP connections may pipeline several queries (RFC 7766); replies
  * go out as they are ready, and an idle connection is closed after 10 s.
+ *
+ * The hot path. A zone answer, once encoded, is kept in the reply cache (replies.ts) until the
+ * record store changes, and the same query is then answered by copying it and patching in the
+ * ID, RD and CD: no dns-packet, no resolver, no promise. What remains per UDP query is mostly
+ * Node's and the kernel's (the datagram, its rinfo, the send and the wake-up of the client).
+ *
+ * One thread, on purpose. SO_REUSEPORT workers were weighed against the benchmark, where the
+ * server and dnsperf each keep one of the two CPUs busy: a second worker could only take CPU
+ * from the load generator, and one client socket hashes to one worker anyway. A cluster runs
+ * more replicas behind the Service instead (BENCHMARKS.md, docs/dns.md).
  */
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
@@ -224,6 +234,8 @@ export interface DnsServerOptions {
   forwardTimeoutMs?: number;
   /** Entries of the forward cache (0: no cache). Default 10,000. */
   cacheSize?: number;
+  /** Entries of the reply cache of encoded zone answers (0: none). Default 50,000. */
+  replyCacheSize?: number;
   maxUdpSize?: number;
   /** Close TCP connections idle this long. Default 10 s. */
   tcpIdleMs?: number;
@@ -283,7 +295,13 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     cache: opts.cacheSize === 0 ? false : new AnswerCache({ maxEntries: opts.cacheSize ?? 10_000 }),
     ...(opts.onForward ? { onForward: opts.onForward } : {}),
   });
-  const handler = new DnsHandler({ resolver, forwarder, ...(opts.maxUdpSize ? { maxUdpSize: opts.maxUdpSize } : {}), ...(opts.onQuery ? { onQuery: opts.onQuery } : {}) });
+  const handler = new DnsHandler({
+    resolver,
+    forwarder,
+    ...(opts.maxUdpSize ? { maxUdpSize: opts.maxUdpSize } : {}),
+    ...(opts.replyCacheSize !== undefined ? { replyCacheSize: opts.replyCacheSize } : {}),
+    ...(opts.onQuery ? { onQuery: opts.onQuery } : {}),
+  });
   const onError = opts.onError ?? (() => undefined);
   const idleMs = opts.tcpIdleMs ?? 10_000;
   const family = host.includes(':') ? 'udp6' : 'udp4';
