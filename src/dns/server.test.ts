@@ -372,6 +372,25 @@ describe('dns server on 127.0.0.1, fed by informers over a MemoryDatastore', () 
     assert.equal(rcode, 'NXDOMAIN');
   });
 
+  test('an answer served from the reply cache changes within a second of a service change', async () => {
+    const name = 'cached.default.svc.cluster.local';
+    const answer = async (): Promise<string[]> => lines((await ask(server.port, { name })).answers);
+    await ds.create(clusterIP('default', 'cached', '10.96.0.81'));
+    const t0 = Date.now();
+    let got: string[] = [];
+    while (Date.now() - t0 < 1000 && (got = await answer()).length === 0) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(got, ['cached.default.svc.cluster.local. 5 IN A 10.96.0.81']);
+    const hits = server.handler.replies!.hits;
+    assert.deepEqual(await answer(), got);
+    assert.equal(server.handler.replies!.hits, hits + 1, 'the second answer came from the reply cache');
+    const svc = await ds.get('Service', { namespace: 'default', name: 'cached' });
+    await ds.update({ ...svc, spec: { ...svc.spec, clusterIP: '10.96.0.82', clusterIPs: ['10.96.0.82'] } });
+    const t1 = Date.now();
+    while (Date.now() - t1 < 1000 && !(got = await answer()).includes('cached.default.svc.cluster.local. 5 IN A 10.96.0.82')) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(got, ['cached.default.svc.cluster.local. 5 IN A 10.96.0.82'], `answered after ${Date.now() - t1} ms`);
+    await ds.delete('Service', { namespace: 'default', name: 'cached' });
+  });
+
   test('every query is reported (for the metrics)', () => {
     assert.ok(events.length > 1000);
     assert.ok(events.some((e) => e.proto === 'tcp' && e.source === 'cluster'));
