@@ -33,7 +33,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { run as exec } from '../src/kernel/index.ts';
 import { CNI_BIN, REF_BIN, ROOT, TestBed, isRoot } from '../test/support/netns.ts';
-import { updateSection } from './common.ts';
+import { table, updateSection } from './common.ts';
 
 const THIS_FILE = fileURLToPath(import.meta.url);
 const NODE24 = join(ROOT, 'node_modules', '.bin', 'node');
@@ -111,18 +111,6 @@ function percentile(xs: number[], p: number): number {
 
 const ms = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : '-');
 const ratio = (ours: number, ref: number): string => (Number.isFinite(ours) && ref > 0 ? `${(ours / ref).toFixed(2)}×` : '-');
-
-function table(head: string[], rows: string[][], align: Array<'l' | 'r'>): { md: string; text: string } {
-  const md = [
-    `| ${head.join(' | ')} |`,
-    `|${align.map((a) => (a === 'r' ? '---:' : ':---')).join('|')}|`,
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
-  ].join('\n');
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (align[i] === 'r' ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join('  ');
-  const text = [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-  return { md, text };
-}
 
 // ---------------------------------------------------------------------------------------------
 // The worker: runs inside the node namespace and only times processes.

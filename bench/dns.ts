@@ -48,6 +48,7 @@ import { FrameReader, frame } from '../src/dns/wire.ts';
 import { SERVICE_NAME_LABEL } from '../src/dns/translate.ts';
 import { ETCD_BIN, startEtcd, type TestEtcd } from '../test/support/etcd.ts';
 import { ROOT } from '../test/support/netns.ts';
+import { seededRandom } from '../src/proxy/index.ts';
 import { CLI, backgroundBusy, cpuJiffies, machine, table, waitQuiet, writeSection } from './common.ts';
 
 const cpus = availableParallelism();
@@ -74,18 +75,6 @@ interface Plan {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-/** A deterministic PRNG (mulberry32), so every run sends the same queries. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -291,7 +280,8 @@ interface Mix {
 
 function writeMixes(dir: string, services: number): Mix[] {
   const lines = 100_000;
-  const r = rng(20261122);
+  // Seeded, so every run sends the same queries.
+  const r = seededRandom(20261122);
   const svc = (): string => `svc-${Math.floor(r() * services)}.${NS}.svc.cluster.local A`;
   const internal: string[] = [];
   const nx: string[] = [];
@@ -448,6 +438,15 @@ function which(): { cli: string; label: string } {
 }
 
 export async function run(args: string[]): Promise<void> {
+  // Refuse what is not an option of ours before starting anything (a typo must not start a 2-minute run).
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--services' || a === '--wait-quiet') i++;
+    else if (a !== '--quick' && a !== '--no-write') {
+      console.error(`bench dns: unknown option ${a} (options: --quick, --no-write, --services N, --wait-quiet S)`);
+      process.exit(2);
+    }
+  }
   const quick = args.includes('--quick');
   const sIdx = args.indexOf('--services');
   const plan: Plan = {

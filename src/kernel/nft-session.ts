@@ -77,9 +77,13 @@ export class NftSession {
 
   /** Applies one transaction (the text `nft -f -` would take); rejects with CommandError on failure. */
   run(script: string): Promise<RunResult> {
-    const next = this.queue.then(() => this.runNow(script));
-    this.queue = next.catch(() => undefined);
-    return next;
+    let line: string;
+    try {
+      line = joinTransaction(script);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.queued(line);
   }
 
   /**
@@ -150,10 +154,6 @@ export class NftSession {
     const next = this.queue.then(() => this.send(line));
     this.queue = next.catch(() => undefined);
     return next;
-  }
-
-  private runNow(script: string): Promise<RunResult> {
-    return this.send(joinTransaction(script));
   }
 
   private send(line: string): Promise<RunResult> {

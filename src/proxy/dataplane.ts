@@ -27,7 +27,7 @@ import { planConntrackCleanup } from './conntrack.ts';
 import { type IptablesPlan, iptablesJumps, parseSaveChains, planIptables } from './iptables.ts';
 import { IPT_PREFIX } from './names.ts';
 import { type NftCounts, type NftPlanOptions, NftTableMirror, type NftTransaction, type ServicePlan, planService, tableName } from './nftables.ts';
-import { type ServiceChange, ServiceChangeTracker } from './tracker.ts';
+import { type ServiceChange, ServiceChangeTracker, type ServicePortState } from './tracker.ts';
 import { type EndpointsMap, type NodeContext, type ProxyProblem, type ServicePortMap, nftFamily } from './types.ts';
 
 export interface ProxyDataplaneOptions {
@@ -135,6 +135,28 @@ async function runConntrack(run: (file: string, args: readonly string[]) => Prom
     }
   }
   return failed;
+}
+
+/**
+ * What both executors do after a successful write: delete the stale UDP flows of the changed
+ * service ports (`clean` is false on a process's first sync: the table it found was still in
+ * force), then record the snapshot as applied.
+ */
+async function afterWrite(
+  run: (file: string, args: readonly string[]) => Promise<unknown>,
+  clean: boolean,
+  tracker: ServiceChangeTracker,
+  changes: readonly ServiceChange[],
+  snapshot: ReadonlyMap<string, ServicePortState>,
+  problems: ProxyProblem[],
+): Promise<{ commands: number; failed: number }> {
+  let conntrack = { commands: 0, failed: 0 };
+  if (clean) {
+    const cmds = planConntrackCleanup(changes);
+    conntrack = { commands: cmds.length, failed: await runConntrack(run, cmds, problems) };
+  }
+  tracker.commit(snapshot);
+  return conntrack;
 }
 
 export class ProxyDataplane {
@@ -281,12 +303,7 @@ export class ProxyDataplane {
       this.lastFull = t0;
       this.session?.warm(nftFamily(node.family));
     }
-    let conntrack = { commands: 0, failed: 0 };
-    if (this.cleanConntrack && this.started) {
-      const cmds = planConntrackCleanup(changes);
-      conntrack = { commands: cmds.length, failed: await runConntrack((f, a) => this.run(f, a), cmds, problems) };
-    }
-    this.tracker.commit(snapshot);
+    const conntrack = await afterWrite((f, a) => this.run(f, a), this.cleanConntrack && this.started, this.tracker, changes, snapshot, problems);
     this.started = true;
     const t5 = this.now();
     return {
@@ -437,12 +454,7 @@ export class IptablesProxyDataplane {
       }
     }
     const t2 = this.now();
-    let conntrack = { commands: 0, failed: 0 };
-    if (this.cleanConntrack && this.started) {
-      const cmds = planConntrackCleanup(changes);
-      conntrack = { commands: cmds.length, failed: await runConntrack((f, a) => this.run(f, a), cmds, problems) };
-    }
-    this.tracker.commit(snapshot);
+    const conntrack = await afterWrite((f, a) => this.run(f, a), this.cleanConntrack && this.started, this.tracker, changes, snapshot, problems);
     this.started = true;
     const t3 = this.now();
     return {

@@ -7,10 +7,10 @@
  * The rule parser knows the matches and targets the iptables planner writes; anything else
  * is an error, so a planner typo fails a unit test.
  */
-import { type IP, type Prefix, compareIP, contains, formatIP, parseIP, parsePrefix } from '../netaddr/index.ts';
+import { type IP, type Prefix, contains, formatIP, parseIP, parsePrefix } from '../netaddr/index.ts';
 import { CommandError, type RunOptions, type RunResult, type Runner } from '../kernel/index.ts';
 import type { FakeCall } from './fake-nft.ts';
-import type { TraceOptions, TraceOutcome, TracePacket } from './tracer.ts';
+import { type TraceOptions, type TraceOutcome, type TracePacket, isLocalAddress, walkHooks } from './tracer.ts';
 import { hostPort } from './types.ts';
 
 export type IptTableName = 'nat' | 'filter';
@@ -297,9 +297,7 @@ export class IptablesTracer {
   }
 
   private isLocal(ip: IP): boolean {
-    if (ip.family === 4 && (ip.value >> 24n) === 127n) return true;
-    if (ip.family === 6 && ip.value === 1n) return true;
-    return this.local.some((l) => compareIP(l, ip) === 0);
+    return isLocalAddress(this.local, ip);
   }
 
   trace(pkt: TracePacket): TraceOutcome[] {
@@ -318,21 +316,7 @@ export class IptablesTracer {
       out.push({ verdict, ...(s.dnat ? { dnat: s.dnat } : {}), masquerade: verdict === 'accept' && s.masquerade, matched: s.matched });
       if (this.opts.random) for (const [k, v] of s.recent) this.recent.set(k, v);
     };
-    for (const s of this.hook(pkt.fromLocalNode ? 'output' : 'prerouting', start)) {
-      if (s.end) {
-        finish(s.state, s.end);
-        continue;
-      }
-      const local = this.isLocal(s.state.daddr);
-      const next = pkt.fromLocalNode ? ['postrouting', ...(local ? ['input'] : [])] : local ? ['input'] : ['forward', 'postrouting'];
-      let states: Array<{ state: State; end?: 'drop' | 'reject' }> = [{ state: s.state }];
-      for (const h of next) {
-        const after: typeof states = [];
-        for (const x of states) after.push(...(x.end ? [x] : this.hook(h, x.state)));
-        states = after;
-      }
-      for (const x of states) finish(x.state, x.end ?? 'accept');
-    }
+    walkHooks(pkt.fromLocalNode ?? false, start, (ip) => this.isLocal(ip), (h, st) => this.hook(h, st), finish);
     return out;
   }
 

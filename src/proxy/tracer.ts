@@ -96,6 +96,50 @@ export function summarize(outcomes: readonly TraceOutcome[]): TraceSummary {
 
 // ---------------------------------------------------------------------------------------
 
+/** Loopback, or one of the node's own addresses (`fib … type local`, input vs forward). */
+export function isLocalAddress(local: readonly IP[], ip: IP): boolean {
+  if (ip.family === 4 && contains({ ip: { family: 4, value: 0x7f000000n }, bits: 8 }, ip)) return true;
+  if (ip.family === 6 && ip.value === 1n) return true;
+  return local.some((l) => compareIP(l, ip) === 0);
+}
+
+/** A packet state after one hook: it goes on, or the hook dropped or rejected it. */
+export interface HookStep<S> {
+  state: S;
+  end?: 'drop' | 'reject';
+}
+
+/**
+ * The path of a first packet through the hooks, shared by the nftables and the iptables
+ * tracer (each runs its own rules in `hook`):
+ *   from elsewhere   prerouting → (input if the address is now local, else forward → postrouting)
+ *   from the node    output → postrouting (→ input if local)
+ * `finish` gets every outcome: dropped or rejected where a hook ended it, else accepted.
+ */
+export function walkHooks<S extends { daddr: IP }>(
+  fromLocalNode: boolean,
+  start: S,
+  isLocal: (ip: IP) => boolean,
+  hook: (name: string, state: S) => Array<HookStep<S>>,
+  finish: (state: S, verdict: TraceOutcome['verdict']) => void,
+): void {
+  for (const s of hook(fromLocalNode ? 'output' : 'prerouting', start)) {
+    if (s.end) {
+      finish(s.state, s.end);
+      continue;
+    }
+    const local = isLocal(s.state.daddr);
+    const next = fromLocalNode ? ['postrouting', ...(local ? ['input'] : [])] : local ? ['input'] : ['forward', 'postrouting'];
+    let states: Array<HookStep<S>> = [{ state: s.state }];
+    for (const h of next) {
+      const after: Array<HookStep<S>> = [];
+      for (const x of states) after.push(...(x.end ? [x] : hook(h, x.state)));
+      states = after;
+    }
+    for (const x of states) finish(x.state, x.end ?? 'accept');
+  }
+}
+
 interface State {
   saddr: IP;
   daddr: IP;
@@ -133,9 +177,7 @@ export class NftTracer {
   }
 
   private isLocal(ip: IP): boolean {
-    if (ip.family === 4 && contains({ ip: { family: 4, value: 0x7f000000n }, bits: 8 }, ip)) return true;
-    if (ip.family === 6 && ip.value === 1n) return true;
-    return this.local.some((l) => compareIP(l, ip) === 0);
+    return isLocalAddress(this.local, ip);
   }
 
   trace(pkt: TracePacket): TraceOutcome[] {
@@ -154,25 +196,7 @@ export class NftTracer {
       results.push({ verdict, ...(s.dnat ? { dnat: s.dnat } : {}), masquerade: verdict === 'accept' && s.masquerade, matched: s.matched });
       if (this.opts.random) for (const [k, v] of s.sets) this.dynamicSets.set(k, v);
     };
-    const first = pkt.fromLocalNode ? 'output' : 'prerouting';
-    for (const s of this.hook(first, start)) {
-      if (s.end) {
-        finish(s.state, s.end);
-        continue;
-      }
-      const local = this.isLocal(s.state.daddr);
-      const next = pkt.fromLocalNode ? ['postrouting', ...(local ? ['input'] : [])] : local ? ['input'] : ['forward', 'postrouting'];
-      let states: Array<{ state: State; end?: 'drop' | 'reject' }> = [{ state: s.state }];
-      for (const h of next) {
-        const after: Array<{ state: State; end?: 'drop' | 'reject' }> = [];
-        for (const x of states) {
-          if (x.end) after.push(x);
-          else after.push(...this.hook(h, x.state));
-        }
-        states = after;
-      }
-      for (const x of states) finish(x.state, x.end ?? 'accept');
-    }
+    walkHooks(pkt.fromLocalNode ?? false, start, (ip) => isLocalAddress(this.local, ip), (h, st) => this.hook(h, st), finish);
     return results;
   }
 
